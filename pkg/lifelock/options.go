@@ -1,0 +1,141 @@
+package lifelock
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Timings for client-go's LeaderElector when it drives a Lock. Get and the leader's Update are answered
+// from a watch and cost no API request, so they can be short. DefaultLeaseDuration is never written (the
+// lock always stores MaxLeaseDurationSeconds); it only has to exceed the renew deadline and be at least one
+// second, because the elector copies it in whole seconds into the records it hands to Update.
+const (
+	DefaultRetryPeriod   = 100 * time.Millisecond
+	DefaultRenewDeadline = 500 * time.Millisecond
+	DefaultLeaseDuration = time.Second
+
+	// DefaultExitMargin is what DefaultAcquisitionGrace allows, beyond the elector's own bound, for a
+	// previous leader to notice its loss and for its process to stop acting.
+	DefaultExitMargin = 400 * time.Millisecond
+
+	// DefaultWatchFailureTolerance is how long a leader's lock watch may stay broken before Check reports
+	// it unhealthy.
+	DefaultWatchFailureTolerance = 30 * time.Second
+
+	// MaxLeaseDurationSeconds is the lease duration every lock stores: plain client-go lease candidates
+	// using the same name never see a live holder's lock expire.
+	MaxLeaseDurationSeconds = 2147483647
+)
+
+// AcquisitionGraceFor returns the acquisition grace that covers the self-fencing bound of a previous
+// leader whose elector runs with these timings: it notices its loss on its next renewal (at most one
+// retry period away), gives up after renewDeadline, and then needs a retry period of poll granularity and
+// the exit margin to stop acting.
+func AcquisitionGraceFor(retryPeriod, renewDeadline time.Duration) time.Duration {
+	return renewDeadline + 2*retryPeriod + DefaultExitMargin
+}
+
+// DefaultAcquisitionGrace is AcquisitionGraceFor the default timings: 1.1 s.
+var DefaultAcquisitionGrace = AcquisitionGraceFor(DefaultRetryPeriod, DefaultRenewDeadline)
+
+// Options configures a Lock. The zero value is valid: every field has a documented default.
+type Options struct {
+	// Namespace is where the lock object lives. Default: the candidate Pod's namespace.
+	Namespace string
+
+	// PodName is the name of the Pod this process runs in. Default: $POD_NAME, else (inside a Pod) the
+	// hostname, verified against the Pod object.
+	PodName string
+
+	// PodNamespace is the namespace of the Pod this process runs in. Default: $POD_NAMESPACE, else the
+	// service-account namespace file.
+	PodNamespace string
+
+	// AcquisitionGrace is how long an acquisition waits, after its write succeeded, before it reports
+	// success, unless the previous holder is proven stopped (it released the lock, or its Pod was seen
+	// deleted gracefully with no container running). It must exceed the previous leader's self-fencing
+	// bound; see AcquisitionGraceFor. Zero trades exactly the unproven cases (a force-deleted Pod whose
+	// process still runs, a phase written Failed before its containers stopped) for speed.
+	// Default: DefaultAcquisitionGrace.
+	AcquisitionGrace *time.Duration
+
+	// RetryPeriod is how often the socket that keeps two processes of one Pod apart is retried; set it to
+	// the elector's RetryPeriod. Default: DefaultRetryPeriod.
+	RetryPeriod time.Duration
+
+	// FollowerWait bounds how long Get, asked by a candidate that is not leading, waits on the watch for the
+	// lock or its holder to change before it answers "still held". Waiting there is what makes failover
+	// watch-fast instead of retry-period-slow. Default: 5 s.
+	FollowerWait time.Duration
+
+	// WatchFailureTolerance is how long a leader's lock watch may stay broken before Check reports an error.
+	// Default: DefaultWatchFailureTolerance.
+	WatchFailureTolerance time.Duration
+
+	// EventRecorder, if set, records the elector's events ("became leader", "stopped leading") on the lock.
+	EventRecorder resourcelock.EventRecorder
+
+	// Logger receives the lock's log lines. Default: controller-runtime's logger, named "lifelock".
+	Logger *logr.Logger
+}
+
+// setDefaults returns a copy of o with every unset field filled in.
+func (o Options) setDefaults() Options {
+	if o.AcquisitionGrace == nil {
+		g := DefaultAcquisitionGrace
+		o.AcquisitionGrace = &g
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = DefaultRetryPeriod
+	}
+	if o.FollowerWait == 0 {
+		o.FollowerWait = 5 * time.Second
+	}
+	if o.WatchFailureTolerance == 0 {
+		o.WatchFailureTolerance = DefaultWatchFailureTolerance
+	}
+	if o.Logger == nil {
+		l := logf.Log.WithName("lifelock")
+		o.Logger = &l
+	}
+	return o
+}
+
+// validate checks the options that New cannot default.
+func (o Options) validate() error {
+	var errs []error
+	if o.AcquisitionGrace != nil && *o.AcquisitionGrace < 0 {
+		errs = append(errs, fmt.Errorf("AcquisitionGrace is %s: it must be zero or positive", *o.AcquisitionGrace))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"RetryPeriod", o.RetryPeriod}, {"FollowerWait", o.FollowerWait}, {"WatchFailureTolerance", o.WatchFailureTolerance}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s is %s: it must be positive, or zero for the default", d.name, d.v))
+		}
+	}
+	if o.Namespace != "" {
+		if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("namespace %q is not a valid namespace name: %v", o.Namespace, msgs))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateLockName checks that name can name a Lease.
+func validateLockName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: the name is empty; pass the name of the lock object, such as \"my-operator-lock\"", ErrInvalidLockName)
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return fmt.Errorf("%w %q: %v; use lower-case letters, digits, '-' and '.'", ErrInvalidLockName, name, msgs)
+	}
+	return nil
+}

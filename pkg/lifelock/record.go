@@ -1,0 +1,193 @@
+package lifelock
+
+import (
+	"encoding/json"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
+)
+
+// This file holds the lock format and the pure judgments made on it: no API calls, no state.
+
+// identityFor is the holder identity of a Pod: its name and UID, so that two Pods with the same name (a
+// StatefulSet restart) never share one.
+func identityFor(p PodRef) string { return p.Name + "_" + p.UID }
+
+// ownerRefFor is the single ownerReference a lock carries: the holder's Pod, so that the garbage collector
+// deletes the lock once the Pod object is gone.
+func ownerRefFor(p PodRef) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: p.Name, UID: types.UID(p.UID)}
+}
+
+// podOwner returns the Pod that owns a lock, if the lock has the lifelock format.
+func podOwner(l *coordinationv1.Lease) (PodRef, bool) {
+	for _, r := range l.OwnerReferences {
+		if r.APIVersion == "v1" && r.Kind == "Pod" {
+			return PodRef{Namespace: l.Namespace, Name: r.Name, UID: string(r.UID)}, true
+		}
+	}
+	return PodRef{}, false
+}
+
+// holderOf returns a lease's holder identity ("" when free).
+func holderOf(l *coordinationv1.Lease) string { return ptr.Deref(l.Spec.HolderIdentity, "") }
+
+// heldSpec fills in the spec of a lock held by holder from now on, as term number transitions.
+func heldSpec(holder PodRef, transitions int32, now time.Time) coordinationv1.LeaseSpec {
+	t := metav1.NewMicroTime(now)
+	return coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr.To(identityFor(holder)),
+		LeaseDurationSeconds: ptr.To[int32](MaxLeaseDurationSeconds),
+		AcquireTime:          &t,
+		RenewTime:            &t,
+		LeaseTransitions:     ptr.To(transitions),
+	}
+}
+
+// newLock is the object a candidate creates to acquire a lock that does not exist.
+func newLock(namespace, name string, holder PodRef, now time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       namespace,
+			Name:            name,
+			OwnerReferences: []metav1.OwnerReference{ownerRefFor(holder)},
+		},
+		Spec: heldSpec(holder, 0, now),
+	}
+}
+
+// takenOver returns old, held by holder from now on as the next term. Labels and annotations are kept;
+// ownerReferences to other Pods are dropped.
+func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time) *coordinationv1.Lease {
+	l := old.DeepCopy()
+	l.OwnerReferences = append(withoutPodOwners(l.OwnerReferences), ownerRefFor(holder))
+	l.Spec = heldSpec(holder, ptr.Deref(old.Spec.LeaseTransitions, 0)+1, now)
+	return l
+}
+
+// releasedLease returns l marked free: no holder, no Pod owner, a one-second lease, the term number kept.
+func releasedLease(l *coordinationv1.Lease, now time.Time) *coordinationv1.Lease {
+	r := l.DeepCopy()
+	r.OwnerReferences = withoutPodOwners(r.OwnerReferences)
+	t := metav1.NewMicroTime(now)
+	r.Spec.HolderIdentity = ptr.To("")
+	r.Spec.LeaseDurationSeconds = ptr.To[int32](1)
+	r.Spec.RenewTime = &t
+	return r
+}
+
+func withoutPodOwners(refs []metav1.OwnerReference) []metav1.OwnerReference {
+	var out []metav1.OwnerReference
+	for _, r := range refs {
+		if !(r.APIVersion == "v1" && r.Kind == "Pod") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// recordOf is the LeaderElectionRecord client-go's elector sees for a lease, as client-go's own LeaseLock
+// would report it.
+func recordOf(l *coordinationv1.Lease) resourcelock.LeaderElectionRecord {
+	r := resourcelock.LeaderElectionRecord{
+		HolderIdentity:       holderOf(l),
+		LeaseDurationSeconds: int(ptr.Deref(l.Spec.LeaseDurationSeconds, 0)),
+		LeaderTransitions:    int(ptr.Deref(l.Spec.LeaseTransitions, 0)),
+	}
+	if l.Spec.AcquireTime != nil {
+		r.AcquireTime = metav1.NewTime(l.Spec.AcquireTime.Time)
+	}
+	if l.Spec.RenewTime != nil {
+		r.RenewTime = metav1.NewTime(l.Spec.RenewTime.Time)
+	}
+	if l.Spec.Strategy != nil {
+		r.Strategy = *l.Spec.Strategy
+	}
+	if l.Spec.PreferredHolder != nil {
+		r.PreferredHolder = *l.Spec.PreferredHolder
+	}
+	return r
+}
+
+// heldRecord is what the elector sees for a lock held by a live holder: that holder, with a lease that
+// never expires, whatever the lease says.
+func heldRecord(holder string, base resourcelock.LeaderElectionRecord) resourcelock.LeaderElectionRecord {
+	base.HolderIdentity = holder
+	base.LeaseDurationSeconds = MaxLeaseDurationSeconds
+	return base
+}
+
+// freeRecord is what the elector sees for a lock it may take over: no holder.
+func freeRecord(base resourcelock.LeaderElectionRecord) resourcelock.LeaderElectionRecord {
+	base.HolderIdentity = ""
+	return base
+}
+
+// rawRecord serialises a record the way the elector compares them (it only checks bytes for change).
+func rawRecord(r resourcelock.LeaderElectionRecord) []byte {
+	b, _ := json.Marshal(r) // a plain struct of strings, ints and times cannot fail to marshal
+	return b
+}
+
+// podVerdict is what the cache says about a holder's Pod.
+type podVerdict int
+
+const (
+	podAlive          podVerdict = iota // exists with the holder's UID, not Failed/Succeeded (Terminating counts as alive)
+	podMissing                          // no Pod with that name
+	podReplaced                         // a Pod with that name but another UID
+	podTerminal                         // phase Failed or Succeeded
+	podUnknownVerdict                   // not observed yet
+)
+
+func (v podVerdict) String() string {
+	switch v {
+	case podAlive:
+		return "alive"
+	case podMissing:
+		return "holder Pod deleted"
+	case podReplaced:
+		return "holder Pod UID changed"
+	case podTerminal:
+		return "holder Pod terminal"
+	default:
+		return "unknown"
+	}
+}
+
+// judgePod says whether pod (nil when absent) is the live holder uid.
+func judgePod(pod *corev1.Pod, uid string) podVerdict {
+	switch {
+	case pod == nil:
+		return podMissing
+	case string(pod.UID) != uid:
+		return podReplaced
+	case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
+		return podTerminal
+	default:
+		return podAlive
+	}
+}
+
+// provenStopped reports whether pod is in the state kubelet writes before it removes a gracefully deleted
+// Pod: deletionTimestamp set and every container terminated. Neither half alone is proof.
+func provenStopped(pod *corev1.Pod) bool {
+	if pod == nil || pod.DeletionTimestamp == nil {
+		return false
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	if len(pod.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, s := range statuses {
+		if s.State.Terminated == nil {
+			return false
+		}
+	}
+	return true
+}

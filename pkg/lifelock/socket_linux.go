@@ -1,0 +1,52 @@
+package lifelock
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
+
+// socketName is the abstract Unix socket that keeps two processes of one Pod from both taking the "held by
+// this Pod" path: the Pod's containers share one network namespace, and the kernel frees the name when the
+// process holding it dies.
+func (l *Lock) socketName() string {
+	sum := sha256.Sum256([]byte(l.own.UID + "/" + l.namespace + "/" + l.name))
+	return "@lifelock-" + hex.EncodeToString(sum[:16])
+}
+
+// holdSocket takes the socket, waiting while another process of this Pod holds it, and keeps it until the
+// lock is closed.
+func (l *Lock) holdSocket() {
+	name := l.socketName()
+	logged := false
+	for {
+		ln, err := net.Listen("unix", name)
+		if err == nil {
+			l.mu.Lock()
+			l.socketHeld = true
+			l.notifyLocked()
+			l.mu.Unlock()
+			<-l.ctx.Done()
+			_ = ln.Close()
+			return
+		}
+		if !logged {
+			logged = true
+			if errors.Is(err, syscall.EADDRINUSE) {
+				l.log.Info("Another process of this Pod is a candidate for this lock; waiting for it to exit", "socket", name)
+			} else {
+				l.log.Error(err, "Cannot take the per-Pod socket; retrying", "socket", name)
+			}
+		}
+		t := time.NewTimer(l.opts.RetryPeriod)
+		select {
+		case <-l.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package lifelock
+
+import (
+	"context"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// This file keeps the lock's view of the cluster: a watch of the lock object and a watch of its holder's
+// Pod, both narrowed to one object by name. Everything the lock decides is read from here (plus one live
+// GET before a takeover). The state is guarded by Lock.mu; every change is broadcast on Lock.changed.
+
+// view is the watched state. All fields are guarded by Lock.mu.
+type view struct {
+	leaseSynced bool
+	lease       *coordinationv1.Lease // nil when the lock does not exist
+	leaseEvents uint64                // counts lease events, so waiters can tell "something happened"
+	watchErr    error                 // the lock watch's last failure; nil while it works
+	brokenSince time.Time             // when watchErr was first set
+
+	// holder is the last Pod seen owning the lock, and holderID its identity. They outlive the lock object:
+	// a lock that vanishes while its holder's Pod lives is not free.
+	holder   *PodRef
+	holderID string
+	pods     *podWatch
+	stopped  map[string]bool // Pod UIDs seen being deleted gracefully with every container terminated
+
+	// pending is a write of ours the watch has not shown yet.
+	pending *pendingWrite
+}
+
+type pendingWrite struct {
+	uid, judgedRV string
+	seen          bool
+}
+
+// podWatch watches one Pod, by name.
+type podWatch struct {
+	name   string
+	cancel context.CancelFunc
+	synced bool
+	pod    *corev1.Pod
+}
+
+// notifyLocked wakes everything waiting for a change. Lock.mu must be held.
+func (l *Lock) notifyLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// startWatches starts the lock watch. It runs until l.stop is called.
+func (l *Lock) startWatches() {
+	inf := l.newInformer(&coordinationv1.Lease{}, l.namespace, l.name,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return l.client.CoordinationV1().Leases(l.namespace).List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return l.client.CoordinationV1().Leases(l.namespace).Watch(ctx, o)
+		},
+		l.setWatchErr)
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { l.onLease(obj, false) },
+		UpdateFunc: func(_, obj any) { l.onLease(obj, false) },
+		DeleteFunc: func(obj any) { l.onLease(obj, true) },
+	})
+	go inf.RunWithContext(l.ctx)
+	go func() {
+		if cache.WaitForCacheSync(l.ctx.Done(), inf.HasSynced) {
+			l.mu.Lock()
+			l.leaseSynced = true
+			l.notifyLocked()
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// newInformer returns an informer for the one object named name. watchErr is called with every list or
+// watch failure, and with nil whenever a list or watch is established.
+func (l *Lock) newInformer(obj runtime.Object, namespace, name string,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	watchErr func(error)) cache.SharedIndexInformer {
+	byName := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = byName
+			res, err := list(ctx, o)
+			watchErr(err)
+			return res, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = byName
+			res, err := watchFn(ctx, o)
+			watchErr(err)
+			return res, err
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		watchErr(err)
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	})
+	return inf
+}
+
+func (l *Lock) setWatchErr(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err == nil && l.watchErr != nil:
+		l.watchErr = nil
+		l.notifyLocked()
+	case err != nil && l.watchErr == nil:
+		l.watchErr = err
+		l.brokenSince = time.Now()
+		l.notifyLocked()
+	case err != nil:
+		l.watchErr = err
+	}
+}
+
+func (l *Lock) onLease(obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	lease, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leaseEvents++
+	if p := l.pending; p != nil && string(lease.UID) == p.uid && (deleted || lease.ResourceVersion != p.judgedRV) {
+		p.seen = true
+	}
+	if deleted {
+		l.lease = nil
+	} else {
+		l.lease = lease
+		if owner, ok := podOwner(lease); ok {
+			l.followHolderLocked(owner, holderOf(lease))
+		}
+	}
+	l.notifyLocked()
+}
+
+// followHolderLocked records the lock's holder and makes sure its Pod is watched. Lock.mu must be held.
+func (l *Lock) followHolderLocked(owner PodRef, id string) {
+	l.holder, l.holderID = &owner, id
+	if l.pods != nil && l.pods.name == owner.Name {
+		return
+	}
+	if l.pods != nil {
+		l.pods.cancel()
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	w := &podWatch{name: owner.Name, cancel: cancel}
+	l.pods = w
+	inf := l.newInformer(&corev1.Pod{}, l.namespace, owner.Name,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return l.client.CoreV1().Pods(l.namespace).List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return l.client.CoreV1().Pods(l.namespace).Watch(ctx, o)
+		},
+		func(error) {})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { l.onPod(w, obj, false) },
+		UpdateFunc: func(_, obj any) { l.onPod(w, obj, false) },
+		DeleteFunc: func(obj any) { l.onPod(w, obj, true) },
+	})
+	go inf.RunWithContext(ctx)
+	go func() {
+		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			l.mu.Lock()
+			w.synced = true
+			l.notifyLocked()
+			l.mu.Unlock()
+		}
+	}()
+}
+
+func (l *Lock) onPod(w *podWatch, obj any, deleted bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if provenStopped(pod) {
+		l.stopped[string(pod.UID)] = true
+	}
+	if deleted {
+		w.pod = nil
+	} else {
+		w.pod = pod
+	}
+	l.notifyLocked()
+}
+
+// holderPodLocked returns what the Pod watch says about the holder: its verdict, or podUnknownVerdict while
+// the watch has not synced. Lock.mu must be held.
+func (l *Lock) holderPodLocked(h PodRef) podVerdict {
+	if l.pods == nil || l.pods.name != h.Name || !l.pods.synced {
+		return podUnknownVerdict
+	}
+	return judgePod(l.pods.pod, h.UID)
+}
+
+// waitChange waits until the view changes, ctx ends, or d passes; it reports whether ctx is still live.
+func (l *Lock) waitChange(ctx context.Context, ch <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	case <-l.ctx.Done():
+		return false
+	}
+	return true
+}

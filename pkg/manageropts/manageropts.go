@@ -1,0 +1,211 @@
+// Package manageropts wires lifelock into a controller-runtime manager: one flag,
+// --leader-elect-mode=life|lease, and one call that turns a manager.Options into a life-mode one.
+//
+// In a kubebuilder main.go, adoption is three lines: the import, binding the flag before flag.Parse, and
+// calling manageropts.NewManager where ctrl.NewManager was called:
+//
+//	manageropts.BindFlags(flag.CommandLine)
+//	flag.Parse()
+//	...
+//	mgr, err := manageropts.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{ /* unchanged */ })
+//
+// With --leader-elect-mode=life (the default) and LeaderElection set, the manager elects its leader with a
+// lifelock.Lock named LeaderElectionID; with --leader-elect-mode=lease it behaves exactly as
+// controller-runtime does. Without LeaderElection (kubebuilder's default for a local `make run`) there is no
+// election in either mode, as in controller-runtime.
+package manageropts
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
+)
+
+// Mode selects how the manager elects its leader.
+type Mode string
+
+const (
+	// ModeLife is leader for life: a lock owned by the leader's Pod, freed only when that Pod is gone.
+	ModeLife Mode = "life"
+	// ModeLease is controller-runtime's own Lease election, unchanged.
+	ModeLease Mode = "lease"
+)
+
+// FlagName is the name of the mode flag.
+const FlagName = "leader-elect-mode"
+
+// Options configures life mode. The zero value is life mode with lifelock's defaults.
+type Options struct {
+	// Mode is the election mode. Default: ModeLife.
+	Mode Mode
+
+	// Lock configures the lock in life mode (own Pod, acquisition grace, logger). Its Namespace defaults to
+	// manager.Options.LeaderElectionNamespace, then to the Pod's namespace.
+	Lock lifelock.Options
+
+	// StartupTimeout bounds the API calls made while applying life mode (finding the own Pod, checking
+	// permissions). Default: 30 s.
+	StartupTimeout time.Duration
+
+	lock *lifelock.Lock
+}
+
+// Default is the Options bound by BindFlags and used by NewManager.
+var Default = &Options{}
+
+// BindFlags binds --leader-elect-mode to Default on a standard-library FlagSet (kubebuilder's main.go uses
+// flag.CommandLine).
+func BindFlags(fs *flag.FlagSet) { Default.BindFlags(fs) }
+
+// NewManager is ctrl.NewManager with Default applied; see Options.NewManager.
+func NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
+	return Default.NewManager(cfg, mo)
+}
+
+// BindFlags binds --leader-elect-mode to o on a standard-library FlagSet.
+func (o *Options) BindFlags(fs *flag.FlagSet) { fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage) }
+
+// AddFlags binds --leader-elect-mode to o on a pflag FlagSet.
+func (o *Options) AddFlags(fs *pflag.FlagSet) { fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage) }
+
+const modeUsage = "How the manager elects its leader when --leader-elect is set: " +
+	"'life' (a lock owned by the leader's Pod, never two leaders; needs POD_NAME/POD_NAMESPACE or runs in a Pod) " +
+	"or 'lease' (controller-runtime's renewed Lease)."
+
+// NewManager applies o to mo and creates the manager. In life mode it also registers the lock's health
+// check ("leader-lock") with the manager: it fails only for a leader whose lock watch stays broken.
+func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
+	mo, err := o.Apply(cfg, mo)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := manager.New(cfg, mo)
+	if err != nil {
+		if o.lock != nil {
+			o.lock.Close()
+		}
+		return nil, err
+	}
+	if o.lock != nil {
+		if err := mgr.AddHealthzCheck("leader-lock", o.lock.Check); err != nil {
+			return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
+		}
+	}
+	return mgr, nil
+}
+
+// Apply returns mo configured for o.Mode. In lease mode, or without mo.LeaderElection, mo is returned
+// unchanged. In life mode it creates the lock (finding this process's Pod and checking its permissions,
+// so a problem is one clear error here rather than at Start), sets it as
+// LeaderElectionResourceLockInterface, sets LeaderElectionReleaseOnCancel, and fills unset timings with
+// lifelock's defaults. Timings already set in mo are kept, and the acquisition grace is derived from them.
+func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, error) {
+	mode := o.Mode
+	if mode == "" {
+		mode = ModeLife
+	}
+	switch mode {
+	case ModeLease:
+		return mo, nil
+	case ModeLife:
+	default:
+		return mo, fmt.Errorf("--%s=%q: %w", FlagName, mode, errInvalidMode)
+	}
+	if !mo.LeaderElection {
+		return mo, nil
+	}
+	if mo.LeaderElectionResourceLockInterface != nil {
+		return mo, fmt.Errorf("life mode: manager.Options.LeaderElectionResourceLockInterface is already set; leave it unset or use --%s=lease", FlagName)
+	}
+	if mo.LeaderElectionID == "" {
+		return mo, errors.New("life mode: manager.Options.LeaderElectionID is empty; set it to the name of the lock, as for lease mode")
+	}
+	retry := durationOr(mo.RetryPeriod, lifelock.DefaultRetryPeriod)
+	renew := durationOr(mo.RenewDeadline, lifelock.DefaultRenewDeadline)
+	lease := durationOr(mo.LeaseDuration, max(lifelock.DefaultLeaseDuration, 2*renew))
+	mo.RetryPeriod, mo.RenewDeadline, mo.LeaseDuration = &retry, &renew, &lease
+
+	lo := o.Lock
+	if lo.Namespace == "" {
+		lo.Namespace = mo.LeaderElectionNamespace
+	}
+	if lo.AcquisitionGrace == nil {
+		g := lifelock.AcquisitionGraceFor(retry, renew)
+		lo.AcquisitionGrace = &g
+	}
+	if lo.RetryPeriod == 0 {
+		lo.RetryPeriod = retry
+	}
+	if lo.Logger == nil && mo.Logger.GetSink() != nil {
+		l := mo.Logger.WithName("lifelock")
+		lo.Logger = &l
+	}
+	if mo.LeaderElectionConfig != nil {
+		cfg = mo.LeaderElectionConfig
+	}
+	timeout := o.StartupTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	lock, err := lifelock.New(ctx, cfg, mo.LeaderElectionID, lo)
+	if err != nil {
+		return mo, fmt.Errorf("life mode (--%s=life): %w", FlagName, err)
+	}
+	o.lock = lock
+	mo.LeaderElectionResourceLockInterface = lock
+	mo.LeaderElectionReleaseOnCancel = true
+	return mo, nil
+}
+
+// CreatedLock returns the lock created by the last successful Apply in life mode, or nil.
+func (o *Options) CreatedLock() *lifelock.Lock { return o.lock }
+
+// HealthCheck returns the lock's health check for manager.AddHealthzCheck (NewManager adds it for you), or
+// a check that always passes when no lock was created.
+func (o *Options) HealthCheck() healthz.Checker {
+	if o.lock == nil {
+		return healthz.Ping
+	}
+	return o.lock.Check
+}
+
+func durationOr(d *time.Duration, def time.Duration) time.Duration {
+	if d != nil {
+		return *d
+	}
+	return def
+}
+
+var errInvalidMode = errors.New("invalid leader election mode; use life or lease")
+
+// modeValue is the flag.Value (and pflag.Value) of --leader-elect-mode.
+type modeValue Mode
+
+func (m *modeValue) String() string {
+	if m == nil || *m == "" {
+		return string(ModeLife)
+	}
+	return string(*m)
+}
+
+func (m *modeValue) Set(s string) error {
+	switch Mode(s) {
+	case ModeLife, ModeLease:
+		*m = modeValue(s)
+		return nil
+	}
+	return fmt.Errorf("%q: %w", s, errInvalidMode)
+}
+
+func (m *modeValue) Type() string { return "life|lease" }
