@@ -1,0 +1,89 @@
+// Package e2e holds the envtest suites: real kube-apiserver and etcd, the real garbage collector, and
+// candidates built with manageropts or driven by client-go's LeaderElector.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/lifelock/lifelock/test/harness"
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "lifelock envtest suite")
+}
+
+var cp *harness.ControlPlane
+
+const node = "node-1"
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	cp, err = harness.Start(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
+}, NodeTimeout(3*time.Minute))
+
+var _ = AfterSuite(func() {
+	if cp != nil {
+		Expect(cp.Stop()).To(Succeed())
+	}
+})
+
+// newNamespace creates a namespace for one spec.
+func newNamespace(ctx context.Context) string {
+	ns, err := cp.CreateNamespace(ctx, "lifelock")
+	Expect(err).NotTo(HaveOccurred())
+	return ns
+}
+
+// newPod creates a running candidate Pod.
+func newPod(ctx context.Context, ns, name string) *corev1.Pod {
+	pod, err := cp.CreatePod(ctx, ns, name, node)
+	Expect(err).NotTo(HaveOccurred())
+	return pod
+}
+
+// startCandidate starts an in-process manager for pod and stops it when the spec ends.
+func startCandidate(ctx context.Context, o harness.CandidateOptions) *harness.Candidate {
+	c, err := cp.StartCandidate(ctx, o)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { _ = c.Stop(30 * time.Second) })
+	return c
+}
+
+// noRelease makes stopping a candidate play a crash: its lock is not released.
+func noRelease(mo *manager.Options) { mo.LeaderElectionReleaseOnCancel = false }
+
+// measured collects the latencies the suites measure, printed at the end of the run.
+var measured = map[string][]time.Duration{}
+
+// measure records a latency under name and prints it.
+func measure(name string, d time.Duration) {
+	measured[name] = append(measured[name], d)
+	AddReportEntry(name, d.String())
+	fmt.Fprintf(GinkgoWriter, "%s: %s\n", name, d)
+}
+
+var _ = ReportAfterSuite("measured latencies", func(Report) {
+	names := make([]string, 0, len(measured))
+	for n := range measured {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Printf("measured %-55s %v\n", n+":", measured[n])
+	}
+})

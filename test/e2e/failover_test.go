@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
+	"github.com/lifelock/lifelock/test/harness"
+)
+
+var _ = Describe("Failover", func() {
+	var (
+		ns   string
+		hist *harness.History
+	)
+	BeforeEach(func(ctx SpecContext) {
+		ns = newNamespace(ctx)
+		hist = harness.NewHistory()
+		DeferCleanup(func() { Expect(hist.Check()).To(Succeed()) })
+	})
+	lock := func(ctx SpecContext) (*coordinationv1.Lease, error) {
+		return cp.Client.CoordinationV1().Leases(ns).Get(ctx, lockName, metav1.GetOptions{})
+	}
+	ownerUID := func(ctx SpecContext) func() string {
+		return func() string {
+			l, err := lock(ctx)
+			if err != nil || len(l.OwnerReferences) == 0 {
+				return ""
+			}
+			return string(l.OwnerReferences[0].UID)
+		}
+	}
+	// leaderAndFollower starts a leader on Pod a and then a follower on Pod b.
+	leaderAndFollower := func(ctx SpecContext, extra harness.CandidateOptions) (a, b *harness.Candidate, podA, podB *corev1.Pod) {
+		podA, podB = newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
+		oa := extra
+		oa.LockName, oa.Pod, oa.History = lockName, podA, hist
+		a = startCandidate(ctx, oa)
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		ob := extra
+		ob.LockName, ob.Pod, ob.History = lockName, podB, hist
+		b = startCandidate(ctx, ob)
+		return a, b, podA, podB
+	}
+
+	It("hands over through the real garbage collector when the leader's Pod is deleted after it stopped", func(ctx SpecContext) {
+		a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{Manager: noRelease})
+		Consistently(b.Elected()).WithTimeout(time.Second).ShouldNot(BeClosed())
+
+		Expect(a.Stop(10 * time.Second)).To(Succeed()) // a crash: no release
+		Consistently(b.Elected()).WithTimeout(2*time.Second).ShouldNot(BeClosed(), "the lock is not free while the holder's Pod lives")
+		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+		deleted := time.Now()
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		measure("failover after Pod deletion (proven stopped, GC)", time.Since(deleted))
+		Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
+	})
+
+	It("makes a force-deleted leader that still runs stop before the follower acts (acquisition grace)", func(ctx SpecContext) {
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{})
+		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
+		deleted := time.Now()
+		Eventually(a.Done()).WithTimeout(2 * time.Second).Should(BeClosed())
+		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		measure("failover after force delete (grace paid)", time.Since(deleted))
+		gap, err := hist.Gap("a", "b")
+		Expect(err).NotTo(HaveOccurred())
+		measure("force delete: gap between a stopping and b acting", gap)
+	})
+
+	It("lets a force-deleted leader overlap its successor when the grace is zero (what the grace prevents)", func(ctx SpecContext) {
+		zero := time.Duration(0)
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{Lock: lifelock.Options{AcquisitionGrace: &zero}})
+		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Eventually(a.Done()).WithTimeout(2 * time.Second).Should(BeClosed())
+		Eventually(hist.Acting).WithTimeout(time.Second).Should(ConsistOf("b"))
+		Expect(hist.Check()).To(MatchError(ContainSubstring("overlap")))
+		hist = harness.NewHistory() // the overlap was the point; the cleanup check has nothing left to check
+	})
+
+	DescribeTable("takes over without the garbage collector from a holder in a terminal phase",
+		func(ctx SpecContext, phase corev1.PodPhase, reason string) {
+			a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
+			before, err := lock(ctx)
+			Expect(err).NotTo(HaveOccurred())
+
+			Expect(cp.SetPodPhase(ctx, podA, phase, reason)).To(Succeed())
+			changed := time.Now()
+			Eventually(a.Done()).WithTimeout(2*time.Second).Should(BeClosed(), "the leader self-fences when its Pod is %s", phase)
+			Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
+			Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+			measure("takeover from a "+string(phase)+" holder (grace paid)", time.Since(changed))
+
+			after, err := lock(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(after.UID).To(Equal(before.UID), "the same lock object, taken over by Update, not re-created")
+			Expect(after.OwnerReferences).To(ConsistOf(HaveField("UID", podB.UID)))
+			Expect(ptr.Deref(after.Spec.LeaseTransitions, 0)).To(BeEquivalentTo(1))
+			_, err = cp.Client.CoreV1().Pods(ns).Get(ctx, podA.Name, metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred(), "the holder's Pod still exists: no GC was involved")
+		},
+		Entry("evicted", corev1.PodFailed, "Evicted"),
+		Entry("succeeded", corev1.PodSucceeded, ""),
+	)
+
+	It("does not let a new Pod with the same name inherit the lock (StatefulSet restart)", func(ctx SpecContext) {
+		pod1 := newPod(ctx, ns, "s-0")
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: pod1, History: hist, Manager: noRelease})
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Expect(a.Stop(10 * time.Second)).To(Succeed())
+
+		// The StatefulSet controller can create the new Pod only once the old object is gone.
+		Expect(cp.Client.CoreV1().Pods(ns).Delete(ctx, pod1.Name, metav1.DeleteOptions{})).To(Succeed())
+		_, err := cp.CreatePod(ctx, ns, "s-0", node)
+		Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "a Terminating Pod's name cannot be reused: %v", err)
+		Expect(ownerUID(ctx)()).To(Equal(string(pod1.UID)))
+
+		Expect(cp.TerminateContainers(ctx, pod1, 0)).To(Succeed())
+		Expect(cp.ForceDeletePod(ctx, pod1)).To(Succeed())
+		pod2 := newPod(ctx, ns, "s-0")
+		Expect(pod2.UID).NotTo(Equal(pod1.UID))
+		c := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: pod2, History: hist})
+		Expect(c.Lock.Identity()).NotTo(Equal(a.Lock.Identity()))
+		Eventually(c.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		l, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(l.OwnerReferences).To(ConsistOf(HaveField("UID", pod2.UID)))
+		Expect(ptr.Deref(l.Spec.HolderIdentity, "")).To(Equal(c.Lock.Identity()))
+	})
+
+	It("lets a restarted container of the leader's Pod re-acquire its lock without a write", func(ctx SpecContext) {
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{Manager: noRelease})
+		before, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(a.Stop(10 * time.Second)).To(Succeed())
+
+		a2 := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Manager: noRelease})
+		Eventually(a2.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Expect(b.Elected()).NotTo(BeClosed())
+		after, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(after.ResourceVersion).To(Equal(before.ResourceVersion))
+	})
+
+	It("hands over on release after the old leader's controllers stopped", func(ctx SpecContext) {
+		a, b, _, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
+		Expect(a.Stop(10 * time.Second)).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		gap, err := hist.Gap("a", "b")
+		Expect(err).NotTo(HaveOccurred()) // b started acting after a's controller had stopped
+		measure("release hand-off: gap between a stopping and b acting", gap)
+		l, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(l.OwnerReferences).To(ConsistOf(HaveField("UID", podB.UID)))
+		Expect(ptr.Deref(l.Spec.LeaseTransitions, 0)).To(BeEquivalentTo(1))
+	})
+
+	It("stops a leader within 1 s when its lock is deleted by hand, and keeps followers waiting for its Pod", func(ctx SpecContext) {
+		a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(a.Done()).WithTimeout(time.Second).Should(BeClosed())
+		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
+		Expect(hist.Acting()).To(BeEmpty())
+
+		// a's Pod lives (a real container would restart); b must not take a lock that vanished under it.
+		Consistently(b.Elected()).WithTimeout(3 * time.Second).ShouldNot(BeClosed())
+		_, err := lock(ctx)
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a lost lock is never re-created by its old holder: %v", err)
+
+		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
+	})
+})
+

@@ -1,0 +1,182 @@
+// Package harness is the one test harness every lifelock suite uses: a real control plane (envtest's
+// kube-apiserver and etcd, plus kube-controller-manager running the garbage collector and the Pod GC),
+// candidate Pods, and the kubelet's part in their lifecycle, played by hand since there is no kubelet.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// K8sVersion is the version of the control-plane binaries `make envtest` builds.
+const K8sVersion = "1.37.2"
+
+// AssetsDir returns where the control-plane binaries are: $KUBEBUILDER_ASSETS, else setup-envtest's cache
+// directory for K8sVersion (where `make envtest` puts them).
+func AssetsDir() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	data := os.Getenv("XDG_DATA_HOME")
+	if data == "" {
+		home, _ := os.UserHomeDir()
+		data = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(data, "kubebuilder-envtest", "k8s", K8sVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+}
+
+// ControlPlane is a running test control plane.
+type ControlPlane struct {
+	// Config is an administrator's connection (system:masters).
+	Config *rest.Config
+	// Client is a clientset for Config.
+	Client kubernetes.Interface
+	// Kubeconfig is the path of an administrator's kubeconfig file, for candidate processes and kubectl.
+	Kubeconfig string
+
+	env     *envtest.Environment
+	kcm     *exec.Cmd
+	kcmDone chan error
+	dir     string
+}
+
+// Start starts kube-apiserver, etcd and kube-controller-manager (garbagecollector and podgc only) and waits
+// until the garbage collector really collects. kube-controller-manager's log is kept in a temporary
+// directory that Stop removes.
+func Start(ctx context.Context) (*ControlPlane, error) {
+	assets := AssetsDir()
+	for _, b := range []string{"kube-apiserver", "etcd", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
+			return nil, fmt.Errorf("control plane binary %s missing in %s: run `make envtest` first (or set KUBEBUILDER_ASSETS): %w", b, assets, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "lifelock-controlplane-")
+	if err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{dir: dir, env: &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		ControlPlaneStartTimeout: 60 * time.Second,
+		ControlPlaneStopTimeout:  60 * time.Second,
+	}}
+	if cp.Config, err = cp.env.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
+	}
+	if cp.Client, err = kubernetes.NewForConfig(cp.Config); err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	admin, err := cp.env.AddUser(envtest.User{Name: "lifelock-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	cp.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
+	if err := os.WriteFile(cp.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	if err := cp.startKCM(ctx, assets); err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	if err := cp.waitGarbageCollector(ctx); err != nil {
+		return nil, errors.Join(err, cp.Stop())
+	}
+	return cp, nil
+}
+
+func (cp *ControlPlane) startKCM(ctx context.Context, assets string) error {
+	logFile, err := os.Create(filepath.Join(cp.dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cp.kcm = exec.Command(filepath.Join(assets, "kube-controller-manager"),
+		"--kubeconfig="+cp.Kubeconfig,
+		"--controllers=garbagecollector,podgc",
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--use-service-account-credentials=false",
+	)
+	cp.kcm.Stdout, cp.kcm.Stderr = logFile, logFile
+	if err := cp.kcm.Start(); err != nil {
+		_ = logFile.Close()
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	cp.kcmDone = make(chan error, 1)
+	go func() { cp.kcmDone <- cp.kcm.Wait(); _ = logFile.Close() }()
+	return nil
+}
+
+// waitGarbageCollector waits until an object owned by a deleted Pod is collected: the GC has synced.
+func (cp *ControlPlane) waitGarbageCollector(ctx context.Context) error {
+	const ns = "default"
+	pod, err := cp.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "gc-probe-"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("garbage-collector probe: %w", err)
+	}
+	cm, err := cp.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		GenerateName:    "gc-probe-",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("garbage-collector probe: %w", err)
+	}
+	if err := cp.Client.CoreV1().Pods(ns).Delete(ctx, pod.Name, *metav1.NewDeleteOptions(0)); err != nil {
+		return fmt.Errorf("garbage-collector probe: %w", err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-cp.kcmDone:
+			return false, fmt.Errorf("kube-controller-manager exited (log: %s): %w", filepath.Join(cp.dir, "kube-controller-manager.log"), err)
+		default:
+		}
+		_, err := cp.Client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the garbage collector to collect an orphan: %w", err)
+	}
+	return nil
+}
+
+// AddUser returns a connection authenticated as a user in groups, for RBAC tests.
+func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, error) {
+	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
+}
+
+// Stop stops everything Start started and removes its files.
+func (cp *ControlPlane) Stop() error {
+	var errs []error
+	if cp.kcm != nil && cp.kcm.Process != nil {
+		_ = cp.kcm.Process.Kill()
+		<-cp.kcmDone
+	}
+	if err := cp.env.Stop(); err != nil {
+		errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
+	}
+	errs = append(errs, os.RemoveAll(cp.dir))
+	return errors.Join(errs...)
+}

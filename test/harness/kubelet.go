@@ -1,0 +1,166 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+)
+
+// There is no kubelet in the test control plane: these functions write what it would.
+
+// ContainerName is the name of a candidate Pod's one container.
+const ContainerName = "manager"
+
+// CreateNamespace creates a namespace with a unique name starting with prefix.
+func (cp *ControlPlane) CreateNamespace(ctx context.Context, prefix string) (string, error) {
+	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("creating namespace: %w", err)
+	}
+	return ns.Name, nil
+}
+
+// EnsureNode creates a Ready Node called name, if there is none. Candidate Pods are bound to it: the Pod GC
+// deletes Pods bound to a Node that does not exist.
+func (cp *ControlPlane) EnsureNode(ctx context.Context, name string) error {
+	_, err := cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating node %s: %w", name, err)
+	}
+	return cp.SetNodeReady(ctx, name, true)
+}
+
+// SetNodeReady writes the Node's Ready condition, as the node lifecycle controller would on node loss.
+func (cp *ControlPlane) SetNodeReady(ctx context.Context, name string, ready bool) error {
+	status := corev1.ConditionTrue
+	if !ready {
+		status = corev1.ConditionFalse
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cp.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		_, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// CreatePod creates a candidate Pod bound to node, Running, with its container running. An empty name gets
+// a random one.
+func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
+	if name == "" {
+		name = "candidate-" + rand.String(5)
+	}
+	pod, err := cp.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "lifelock-candidate"}},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr.To[int64](10),
+			Containers:                    []corev1.Container{{Name: ContainerName, Image: "lifelock-example:test"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating pod %s/%s: %w", ns, name, err)
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase:      corev1.PodRunning,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		StartTime:  &now,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: ContainerName, Image: "lifelock-example:test", Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}},
+	}
+	return cp.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+}
+
+// updatePodStatus applies change to the Pod's current status.
+func (cp *ControlPlane) updatePodStatus(ctx context.Context, pod *corev1.Pod, change func(*corev1.Pod)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.UID != pod.UID {
+			return fmt.Errorf("pod %s/%s was replaced (uid %s, want %s)", pod.Namespace, pod.Name, p.UID, pod.UID)
+		}
+		change(p)
+		_, err = cp.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// TerminateContainers writes every container of the Pod terminated, as kubelet does once they stopped.
+func (cp *ControlPlane) TerminateContainers(ctx context.Context, pod *corev1.Pod, exitCode int32) error {
+	return cp.updatePodStatus(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		for i := range p.Status.ContainerStatuses {
+			s := &p.Status.ContainerStatuses[i]
+			s.Ready, s.Started = false, ptr.To(false)
+			s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exitCode, FinishedAt: now, Reason: "Completed"}}
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+	})
+}
+
+// SetPodPhase writes the Pod's phase and reason (Failed/Evicted for an eviction, Succeeded for a completed
+// Pod) while its containers are left as they are.
+func (cp *ControlPlane) SetPodPhase(ctx context.Context, pod *corev1.Pod, phase corev1.PodPhase, reason string) error {
+	return cp.updatePodStatus(ctx, pod, func(p *corev1.Pod) {
+		p.Status.Phase, p.Status.Reason = phase, reason
+	})
+}
+
+// DeletePodGracefully plays a graceful Pod deletion from start to end, as the API server and kubelet do
+// after the candidate process has stopped: the delete request (deletionTimestamp set, the Pod is
+// Terminating), the containers written terminated, and the final delete with grace period 0.
+func (cp *ControlPlane) DeletePodGracefully(ctx context.Context, pod *corev1.Pod) error {
+	if err := cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}); err != nil {
+		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if err := cp.TerminateContainers(ctx, pod, 0); err != nil {
+		return fmt.Errorf("terminating containers of %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return cp.ForceDeletePod(ctx, pod)
+}
+
+// ForceDeletePod deletes the Pod with grace period 0, whatever its containers do (kubectl delete --force).
+func (cp *ControlPlane) ForceDeletePod(ctx context.Context, pod *corev1.Pod) error {
+	err := cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr.To[int64](0),
+		Preconditions:      metav1.NewUIDPreconditions(string(pod.UID)),
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting pod %s/%s with grace 0: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// WaitPodGone waits until no Pod with pod's UID exists.
+func (cp *ControlPlane) WaitPodGone(ctx context.Context, pod *corev1.Pod, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && p.UID != pod.UID) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pod %s/%s still exists: %w", pod.Namespace, pod.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
