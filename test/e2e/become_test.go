@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
+)
+
+var _ = Describe("Become", func() {
+	It("returns once this Pod holds the lock, and blocks a second Pod until the first is gone", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
+		become := func(ctx context.Context, pod string, lost chan<- struct{}) error {
+			return lifelock.Become(ctx, lockName,
+				lifelock.WithConfig(cp.Config),
+				lifelock.WithOptions(lifelock.Options{PodName: pod, PodNamespace: ns}),
+				lifelock.WithOnLost(func() { close(lost) }))
+		}
+		ctxA, stopA := context.WithCancel(ctx)
+		DeferCleanup(stopA)
+		lostA := make(chan struct{})
+		Expect(become(ctxA, "a", lostA)).To(Succeed())
+
+		ctxB, stopB := context.WithCancel(ctx)
+		DeferCleanup(stopB)
+		becameB := make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			becameB <- become(ctxB, "b", make(chan struct{}))
+		}()
+		Consistently(becameB).WithTimeout(3 * time.Second).ShouldNot(Receive())
+
+		// a's process is gone (its context ends: Become never releases), then kubelet deletes its Pod.
+		stopA()
+		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+		Eventually(becameB).WithTimeout(10 * time.Second).Should(Receive(BeNil()))
+		Expect(lostA).NotTo(BeClosed(), "ending the context is not a loss")
+		l, err := cp.Client.CoordinationV1().Leases(ns).Get(ctx, lockName, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(l.OwnerReferences).To(ConsistOf(HaveField("UID", podB.UID)))
+	})
+
+	It("calls the lost function when the leader's lock is deleted", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		newPod(ctx, ns, "a")
+		lost := make(chan struct{})
+		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config),
+			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}),
+			lifelock.WithOnLost(func() { close(lost) }))).To(Succeed())
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(lost).WithTimeout(time.Second).Should(BeClosed())
+	})
+
+	It("returns the context's error when it ends before this Pod leads", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		newPod(ctx, ns, "a")
+		newPod(ctx, ns, "b")
+		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config), lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}))).To(Succeed())
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		err := lifelock.Become(short, lockName, lifelock.WithConfig(cp.Config), lifelock.WithOptions(lifelock.Options{PodName: "b", PodNamespace: ns}))
+		Expect(err).To(MatchError(context.DeadlineExceeded))
+	})
+})
