@@ -157,6 +157,15 @@ func (l *Lock) Describe() string { return l.namespace + "/" + l.name }
 // Pod returns the Pod this candidate runs in.
 func (l *Lock) Pod() PodRef { return l.own }
 
+// Holder returns the identity of the holder this candidate last saw owning the lock ("" if it has seen
+// none), from its watch. It may name a holder whose lock has since vanished while its Pod lives.
+func (l *Lock) Holder() string {
+	l.start()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.holderID
+}
+
 // RecordEvent records an elector event on the lock object, if Options.EventRecorder is set.
 func (l *Lock) RecordEvent(s string) {
 	if l.opts.EventRecorder == nil {

@@ -166,6 +166,9 @@ var _ = Describe("Failover", func() {
 
 	It("stops a leader within 1 s when its lock is deleted by hand, and keeps followers waiting for its Pod", func(ctx SpecContext) {
 		a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
+		// The follower must have seen the holder: one that never did cannot tell a vanished lock from a free
+		// one (it then creates the lock, paying the acquisition grace).
+		Eventually(b.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(a.Lock.Identity()))
 		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
 		Eventually(a.Done()).WithTimeout(time.Second).Should(BeClosed())
 		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))

@@ -1,0 +1,88 @@
+package lifelock
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// Identity discovery on a fake clientset: only the reading of env, files and one Pod object is tested here;
+// the envtest suites prove the errors against a real API server.
+func TestResolveOwnPod(t *testing.T) {
+	host, _ := os.Hostname()
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name)}}
+	}
+	withIP := func(p *corev1.Pod, ip string) *corev1.Pod {
+		p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+		return p
+	}
+	saDir := t.TempDir()
+	saFile := filepath.Join(saDir, "namespace")
+	if err := os.WriteFile(saFile, []byte("ns\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name            string
+		env             map[string]string
+		saFile          string
+		optName, optNS  string
+		pods            []*corev1.Pod
+		want            PodRef
+		wantErr         error
+		wantErrContains string
+	}{
+		{name: "downward API env", env: map[string]string{PodNameEnv: "a", PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{pod("a")},
+			want: PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}},
+		{name: "options override env", env: map[string]string{PodNameEnv: "a", PodNamespaceEnv: "other"}, optName: "b", optNS: "ns",
+			pods: []*corev1.Pod{pod("a"), pod("b")}, want: PodRef{Namespace: "ns", Name: "b", UID: "uid-b"}},
+		{name: "namespace from the service-account file", env: map[string]string{PodNameEnv: "a"}, saFile: saFile, pods: []*corev1.Pod{pod("a")},
+			want: PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}},
+		{name: "not in a cluster", wantErr: ErrNotInCluster, wantErrContains: "--leader-elect-mode=lease"},
+		{name: "pod missing", env: map[string]string{PodNameEnv: "gone", PodNamespaceEnv: "ns"}, wantErr: ErrPodNotFound, wantErrContains: "ns/gone"},
+		{name: "hostname names no pod", env: map[string]string{PodNamespaceEnv: "ns"}, wantErr: ErrPodNameUnknown, wantErrContains: "metadata.name"},
+		{name: "hostname names a pod with a local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), "127.0.0.1")},
+			want: PodRef{Namespace: "ns", Name: host, UID: "uid-" + host}},
+		{name: "hostname names a pod with no local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{pod(host)},
+			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(PodNameEnv, "")
+			t.Setenv(PodNamespaceEnv, "")
+			os.Unsetenv(PodNameEnv)
+			os.Unsetenv(PodNamespaceEnv)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			old := serviceAccountNamespaceFile
+			serviceAccountNamespaceFile = filepath.Join(t.TempDir(), "absent")
+			if tc.saFile != "" {
+				serviceAccountNamespaceFile = tc.saFile
+			}
+			defer func() { serviceAccountNamespaceFile = old }()
+			client := fake.NewClientset()
+			for _, p := range tc.pods {
+				if _, err := client.CoreV1().Pods(p.Namespace).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := resolveOwnPod(t.Context(), client, tc.optName, tc.optNS)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantErrContains) {
+					t.Fatalf("err = %v; want %v containing %q", err, tc.wantErr, tc.wantErrContains)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("resolveOwnPod = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}

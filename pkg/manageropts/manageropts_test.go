@@ -1,0 +1,75 @@
+package manageropts
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+)
+
+func TestModeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		want    Mode
+		wantErr bool
+	}{
+		{nil, "", false},
+		{[]string{"--leader-elect-mode=life"}, ModeLife, false},
+		{[]string{"--leader-elect-mode=lease"}, ModeLease, false},
+		{[]string{"--leader-elect-mode=forever"}, "", true},
+	} {
+		var o Options
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		o.BindFlags(fs)
+		err := fs.Parse(tc.args)
+		if (err != nil) != tc.wantErr || o.Mode != tc.want {
+			t.Errorf("std flag %v: mode %q, err %v", tc.args, o.Mode, err)
+		}
+		var p Options
+		pfs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		p.AddFlags(pfs)
+		err = pfs.Parse(tc.args)
+		if (err != nil) != tc.wantErr || p.Mode != tc.want {
+			t.Errorf("pflag %v: mode %q, err %v", tc.args, p.Mode, err)
+		}
+	}
+}
+
+// Cases that Apply decides without talking to the API server; life mode with leader election is proven in
+// test/e2e against a real one.
+func TestApplyWithoutLock(t *testing.T) {
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	d := 3 * time.Second
+	for _, tc := range []struct {
+		name    string
+		o       Options
+		mo      manager.Options
+		wantErr string
+	}{
+		{name: "lease mode is unchanged", o: Options{Mode: ModeLease}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x", RetryPeriod: &d}},
+		{name: "life mode without leader election is unchanged", o: Options{}, mo: manager.Options{LeaderElectionID: "x"}},
+		{name: "life mode needs an ID", o: Options{}, mo: manager.Options{LeaderElection: true}, wantErr: "LeaderElectionID is empty"},
+		{name: "invalid mode", o: Options{Mode: "forever"}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x"}, wantErr: "use life or lease"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.o.Apply(cfg, tc.mo)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Apply err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.LeaderElectionResourceLockInterface != nil || got.RetryPeriod != tc.mo.RetryPeriod || got.LeaderElectionReleaseOnCancel {
+				t.Errorf("Apply changed the options: %+v", got)
+			}
+		})
+	}
+}
+
