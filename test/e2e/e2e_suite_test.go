@@ -69,14 +69,14 @@ func startCandidate(ctx context.Context, o harness.CandidateOptions) *harness.Ca
 // noRelease makes stopping a candidate play a crash: its lock is not released.
 func noRelease(mo *manager.Options) { mo.LeaderElectionReleaseOnCancel = false }
 
-// measured collects the latencies the suites measure, printed at the end of the run.
-var measured = map[string][]time.Duration{}
+// measured collects the latencies and counts the suites measure, printed at the end of the run.
+var measured = map[string][]any{}
 
 // measure records a latency under name and prints it.
-func measure(name string, d time.Duration) {
-	measured[name] = append(measured[name], d)
-	AddReportEntry(name, d.String())
-	fmt.Fprintf(GinkgoWriter, "%s: %s\n", name, d)
+func measure(name string, v any) {
+	measured[name] = append(measured[name], v)
+	AddReportEntry(name, fmt.Sprint(v))
+	fmt.Fprintf(GinkgoWriter, "%s: %v\n", name, v)
 }
 
 var _ = ReportAfterSuite("measured latencies", func(Report) {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -53,4 +54,30 @@ var _ = Describe("Election", func() {
 		Expect(lease.ResourceVersion).To(Equal(rv), "the leader wrote to its lock in steady state")
 		Expect(lease.OwnerReferences[0].UID).To(Equal(types.UID(podA.UID)))
 	})
+
+	It("makes no API request at all while the election is idle", func(ctx SpecContext) {
+		counter := harness.NewRequestCounter()
+		cfg := counter.Wrap(cp.Config)
+		var cands []*harness.Candidate
+		for _, name := range []string{"a", "b", "c"} {
+			cands = append(cands, startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: newPod(ctx, ns, name), History: hist, Config: cfg}))
+		}
+		Eventually(cands[0].Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		for _, c := range cands {
+			Eventually(c.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(cands[0].Lock.Identity()))
+		}
+		startup := counter.Snapshot()
+		const window = 20 * time.Second
+		Consistently(counter.Total).WithTimeout(window).WithPolling(time.Second).Should(Equal(counter.Total()))
+		measure("steady-state API requests of 3 candidates in 20 s", counter.Total()-sum(startup))
+		fmt.Fprintf(GinkgoWriter, "start-up requests of 3 candidates: %v\n", startup)
+	})
 })
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
