@@ -138,7 +138,7 @@ func run(ctx context.Context) (err error) {
 		"(~1.1 s), since nobody saw how an earlier holder, if any, stopped", first.pod, first.at.Sub(started).Milliseconds())
 
 	// 1. The leader crashes. The followers wait as long as its Pod exists; then kubelet deletes the Pod.
-	if _, err := stopCandidate(ctx, cp, candidates[first.pod], syscall.SIGKILL, "Crash: SIGKILL"); err != nil {
+	if _, err := stopCandidate(ctx, cp, candidates[first.pod], syscall.SIGKILL, "Crash: SIGKILL %s; the followers wait while its Pod exists"); err != nil {
 		return err
 	}
 	delete(candidates, first.pod)
@@ -150,7 +150,7 @@ func run(ctx context.Context) (err error) {
 	say("Failover: %s leads, %d ms after Pod %s was deleted", second.pod, second.at.Sub(podGone).Milliseconds(), first.pod)
 
 	// 2. A rolling update stops the leader: it stops its controllers, releases the lock, and exits.
-	sigterm, err := stopCandidate(ctx, cp, candidates[second.pod], syscall.SIGTERM, "Graceful stop: SIGTERM")
+	sigterm, err := stopCandidate(ctx, cp, candidates[second.pod], syscall.SIGTERM, "Graceful stop: SIGTERM %s")
 	if err != nil {
 		return err
 	}
@@ -165,23 +165,24 @@ func run(ctx context.Context) (err error) {
 	return nil
 }
 
-// stopCandidate sends sig to c's process, waits for it to exit, and then plays kubelet: deletes its Pod gracefully.
-// It first pauses for a second, so that the candidates that lost the last race (they back off for up to 2.2
-// retry periods) wait on their watches again, as they would in a cluster. It returns when it sent sig.
+// stopCandidate announces what (a format for the Pod's name), sends sig to c's process, waits for it to
+// exit, and then plays kubelet: deletes its Pod gracefully. It returns when it sent sig. It first pauses
+// for a second, so that the candidates that lost the last race (they back off for up to 2.2 retry periods)
+// wait on their watches again, as they would in a cluster.
 func stopCandidate(ctx context.Context, cp *harness.ControlPlane, c *candidate, sig syscall.Signal, what string) (time.Time, error) {
 	select {
 	case <-time.After(time.Second):
 	case <-ctx.Done():
 		return time.Time{}, ctx.Err()
 	}
-	say("%s %s", what, c.pod.Name)
+	say(what, c.pod.Name)
 	sent := time.Now()
 	_ = c.cmd.Process.Signal(sig)
 	select {
 	case <-c.done:
 		say("%s exited (%v)", c.pod.Name, c.cmd.ProcessState)
 	case <-time.After(timeout):
-		return sent, fmt.Errorf("%s did not exit within %s of %q", c.pod.Name, timeout, what)
+		return sent, fmt.Errorf("%s did not exit within %s of %v", c.pod.Name, timeout, sig)
 	case <-ctx.Done():
 		return sent, ctx.Err()
 	}
@@ -230,14 +231,17 @@ func watchHolder(ctx context.Context, cp *harness.ControlPlane, ns string) (lead
 			return
 		}
 		last = holder
-		if holder == "" {
-			say("  Lease %s: no holder (released, or deleted by the garbage collector)", lockName)
-			return
-		}
-		say("  Lease %s: held by %s", lockName, holder)
-		select {
-		case out <- leader{pod: holder, at: time.Now()}:
-		case <-ctx.Done():
+		switch {
+		case obj == nil:
+			say("  Lease %s: deleted by the garbage collector (its owner Pod is gone)", lockName)
+		case holder == "":
+			say("  Lease %s: released by its holder", lockName)
+		default:
+			say("  Lease %s: held by %s", lockName, holder)
+			select {
+			case out <- leader{pod: holder, at: time.Now()}:
+			case <-ctx.Done():
+			}
 		}
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
