@@ -19,7 +19,6 @@ type becomeConfig struct {
 	opts    Options
 	timings [3]time.Duration // retry period, renew deadline, lease duration
 	onLost  func()
-	lock    func(*Lock)
 }
 
 // WithConfig sets the API server connection. Default: controller-runtime's config.GetConfig (the in-cluster
@@ -40,9 +39,6 @@ func WithTimings(retryPeriod, renewDeadline time.Duration) BecomeOption {
 // hand, or this Pod was evicted). Default: log and exit with status 1, since the work started after Become
 // returned cannot be stopped any other way.
 func WithOnLost(f func()) BecomeOption { return func(c *becomeConfig) { c.onLost = f } }
-
-// withLockHook hands the created lock to tests.
-func withLockHook(f func(*Lock)) BecomeOption { return func(c *becomeConfig) { c.lock = f } }
 
 // Become blocks until this Pod holds the leader-for-life lock called name, for programs without a
 // controller-runtime manager. It returns nil once this process leads, or an error if ctx ends first or the
@@ -73,9 +69,6 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 	lock, err := New(ctx, c.cfg, name, c.opts)
 	if err != nil {
 		return err
-	}
-	if c.lock != nil {
-		c.lock(lock)
 	}
 	log := *lock.opts.Logger
 	if c.onLost == nil {

@@ -1,9 +1,10 @@
 package lifelock_test
 
 import (
-	"context"
 	"fmt"
 	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 )
@@ -12,7 +13,7 @@ import (
 // its work. The Pod needs POD_NAME and POD_NAMESPACE from the downward API (or runs where the hostname
 // names it), and the permissions in config/rbac/role.yaml.
 func ExampleBecome() {
-	ctx := context.Background()
+	ctx := ctrl.SetupSignalHandler()
 	if err := lifelock.Become(ctx, "my-operator-lock"); err != nil {
 		fmt.Fprintln(os.Stderr, "not leading:", err)
 		os.Exit(1)

@@ -54,10 +54,12 @@ func TestResolveOwnPod(t *testing.T) {
 			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(PodNameEnv, "")
-			t.Setenv(PodNamespaceEnv, "")
-			os.Unsetenv(PodNameEnv)
-			os.Unsetenv(PodNamespaceEnv)
+			for _, k := range []string{PodNameEnv, PodNamespaceEnv} {
+				t.Setenv(k, "") // restores the value after the test
+				if err := os.Unsetenv(k); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

@@ -48,6 +48,9 @@ type judgement struct {
 	proven   bool                  // the previous holder is proven stopped: no acquisition grace
 	reason   string                // why the lock may be taken, for logs
 	previous string                // the previous holder's identity, for logs
+	// holderGone: the lock's owner Pod was confirmed gone by a live GET, so the garbage collector may be
+	// deleting the lock right now.
+	holderGone bool
 }
 
 // Lock is a leader-for-life lock: a resourcelock.Interface over a coordination.k8s.io/v1 Lease owned by the
@@ -280,7 +283,7 @@ func (l *Lock) judgeLocked() answer {
 			return held(holderOf(lease), base)
 		default:
 			r := freeRecord(base)
-			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: l.stopped[owner.UID], reason: v.String(), previous: holderOf(lease)}}
+			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: l.stopped[owner.UID], reason: v.String(), previous: holderOf(lease), holderGone: true}}
 		}
 	}
 	if holderOf(lease) == "" {
@@ -396,6 +399,14 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	l.mu.Unlock()
 	updated, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, takenOver(j.lease, l.own, time.Now()), metav1.UpdateOptions{})
+	if err != nil && j.holderGone && (apierrors.IsNotFound(err) || apierrors.IsConflict(err)) {
+		// The garbage collector may delete a gone holder's lock between Get's decision and this write. The
+		// holder is confirmed gone, so the lock is free to create now rather than after the elector's back-off.
+		created, cerr := l.client.CoordinationV1().Leases(l.namespace).Create(ctx, newLock(l.namespace, l.name, l.own, time.Now()), metav1.CreateOptions{})
+		if cerr == nil {
+			return l.finishAcquisition(ctx, created, "", j)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}

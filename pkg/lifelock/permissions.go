@@ -61,4 +61,3 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 	}
 	return nil
 }
-

@@ -84,7 +84,7 @@ func releasedLease(l *coordinationv1.Lease, now time.Time) *coordinationv1.Lease
 func withoutPodOwners(refs []metav1.OwnerReference) []metav1.OwnerReference {
 	var out []metav1.OwnerReference
 	for _, r := range refs {
-		if !(r.APIVersion == "v1" && r.Kind == "Pod") {
+		if r.APIVersion != "v1" || r.Kind != "Pod" {
 			out = append(out, r)
 		}
 	}

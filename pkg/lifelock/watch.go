@@ -57,7 +57,7 @@ func (l *Lock) notifyLocked() {
 
 // startWatches starts the lock watch. It runs until l.stop is called.
 func (l *Lock) startWatches() {
-	inf := l.newInformer(&coordinationv1.Lease{}, l.namespace, l.name,
+	inf := l.newInformer(&coordinationv1.Lease{}, l.name,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return l.client.CoordinationV1().Leases(l.namespace).List(ctx, o)
 		},
@@ -83,7 +83,7 @@ func (l *Lock) startWatches() {
 
 // newInformer returns an informer for the one object named name. watchErr is called with every list or
 // watch failure, and with nil whenever a list or watch is established.
-func (l *Lock) newInformer(obj runtime.Object, namespace, name string,
+func (l *Lock) newInformer(obj runtime.Object, name string,
 	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
 	watchErr func(error)) cache.SharedIndexInformer {
@@ -163,7 +163,7 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 	ctx, cancel := context.WithCancel(l.ctx)
 	w := &podWatch{name: owner.Name, cancel: cancel}
 	l.pods = w
-	inf := l.newInformer(&corev1.Pod{}, l.namespace, owner.Name,
+	inf := l.newInformer(&corev1.Pod{}, owner.Name,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return l.client.CoreV1().Pods(l.namespace).List(ctx, o)
 		},

@@ -72,4 +72,3 @@ func TestApplyWithoutLock(t *testing.T) {
 		})
 	}
 }
-

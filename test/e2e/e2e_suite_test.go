@@ -15,8 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/lifelock/lifelock/test/harness"
 )
@@ -76,7 +76,7 @@ var measured = map[string][]any{}
 func measure(name string, v any) {
 	measured[name] = append(measured[name], v)
 	AddReportEntry(name, fmt.Sprint(v))
-	fmt.Fprintf(GinkgoWriter, "%s: %v\n", name, v)
+	_, _ = fmt.Fprintf(GinkgoWriter, "%s: %v\n", name, v)
 }
 
 var _ = ReportAfterSuite("measured latencies", func(Report) {

@@ -70,7 +70,7 @@ var _ = Describe("Election", func() {
 		const window = 20 * time.Second
 		Consistently(counter.Total).WithTimeout(window).WithPolling(time.Second).Should(Equal(counter.Total()))
 		measure("steady-state API requests of 3 candidates in 20 s", counter.Total()-sum(startup))
-		fmt.Fprintf(GinkgoWriter, "start-up requests of 3 candidates: %v\n", startup)
+		_, _ = fmt.Fprintf(GinkgoWriter, "start-up requests of 3 candidates: %v\n", startup)
 	})
 })
 

@@ -184,4 +184,3 @@ var _ = Describe("Failover", func() {
 		Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
 	})
 })
-

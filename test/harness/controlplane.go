@@ -48,10 +48,11 @@ type ControlPlane struct {
 	// Kubeconfig is the path of an administrator's kubeconfig file, for candidate processes and kubectl.
 	Kubeconfig string
 
-	env     *envtest.Environment
-	kcm     *exec.Cmd
-	kcmDone chan error
-	dir     string
+	env       *envtest.Environment
+	kcm       *exec.Cmd
+	kcmExited chan struct{} // closed once kube-controller-manager has exited; kcmErr says how
+	kcmErr    error
+	dir       string
 }
 
 // Start starts kube-apiserver, etcd and kube-controller-manager (garbagecollector and podgc only) and waits
@@ -73,6 +74,8 @@ func Start(ctx context.Context) (*ControlPlane, error) {
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  60 * time.Second,
 	}}
+	// Without it, kube-apiserver waits up to --request-timeout for open watches when it stops.
+	cp.env.ControlPlane.GetAPIServer().Configure().Set("shutdown-send-retry-after", "true")
 	if cp.Config, err = cp.env.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
@@ -92,7 +95,7 @@ func Start(ctx context.Context) (*ControlPlane, error) {
 	if err := os.WriteFile(cp.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
-	if err := cp.startKCM(ctx, assets); err != nil {
+	if err := cp.startKCM(assets); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
 	if err := cp.waitGarbageCollector(ctx); err != nil {
@@ -101,7 +104,7 @@ func Start(ctx context.Context) (*ControlPlane, error) {
 	return cp, nil
 }
 
-func (cp *ControlPlane) startKCM(ctx context.Context, assets string) error {
+func (cp *ControlPlane) startKCM(assets string) error {
 	logFile, err := os.Create(filepath.Join(cp.dir, "kube-controller-manager.log"))
 	if err != nil {
 		return err
@@ -118,8 +121,12 @@ func (cp *ControlPlane) startKCM(ctx context.Context, assets string) error {
 		_ = logFile.Close()
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
-	cp.kcmDone = make(chan error, 1)
-	go func() { cp.kcmDone <- cp.kcm.Wait(); _ = logFile.Close() }()
+	cp.kcmExited = make(chan struct{})
+	go func() {
+		cp.kcmErr = cp.kcm.Wait()
+		_ = logFile.Close()
+		close(cp.kcmExited)
+	}()
 	return nil
 }
 
@@ -145,8 +152,8 @@ func (cp *ControlPlane) waitGarbageCollector(ctx context.Context) error {
 	}
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		select {
-		case err := <-cp.kcmDone:
-			return false, fmt.Errorf("kube-controller-manager exited (log: %s): %w", filepath.Join(cp.dir, "kube-controller-manager.log"), err)
+		case <-cp.kcmExited:
+			return false, fmt.Errorf("kube-controller-manager exited (log: %s): %w", filepath.Join(cp.dir, "kube-controller-manager.log"), cp.kcmErr)
 		default:
 		}
 		_, err := cp.Client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
@@ -171,8 +178,8 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, er
 func (cp *ControlPlane) Stop() error {
 	var errs []error
 	if cp.kcm != nil && cp.kcm.Process != nil {
-		_ = cp.kcm.Process.Kill()
-		<-cp.kcmDone
+		_ = cp.kcm.Process.Kill() // it may have exited already
+		<-cp.kcmExited
 	}
 	if err := cp.env.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
