@@ -82,7 +82,8 @@ const modeUsage = "How the manager elects its leader when --leader-elect is set:
 	"or 'lease' (controller-runtime's renewed Lease)."
 
 // NewManager applies o to mo and creates the manager. In life mode it also registers the lock's health
-// check ("leader-lock") with the manager: it fails only for a leader whose lock watch stays broken.
+// check ("leader-lock") with the manager, which fails only for a leader whose lock watch stays broken, and
+// the manager's Start closes the lock's watches when it returns.
 func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 	mo, err := o.Apply(cfg, mo)
 	if err != nil {
@@ -95,14 +96,31 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 		}
 		return nil, err
 	}
-	if o.lock != nil {
-		if err := mgr.AddHealthzCheck("leader-lock", o.lock.Check); err != nil {
-			return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
-		}
+	if o.lock == nil {
+		return mgr, nil
 	}
-	return mgr, nil
+	if err := mgr.AddHealthzCheck("leader-lock", o.lock.Check); err != nil {
+		o.lock.Close()
+		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
+	}
+	return &lifeManager{Manager: mgr, lock: o.lock}, nil
 }
 
+// lifeManager closes the lock's watches once Start has returned: by then the elector has finished,
+// including its release on shutdown.
+type lifeManager struct {
+	manager.Manager
+	lock *lifelock.Lock
+}
+
+func (m *lifeManager) Start(ctx context.Context) error {
+	defer m.lock.Close()
+	return m.Manager.Start(ctx)
+}
+
+// Apply returns mo configured for o.Mode. Prefer NewManager; with Apply, add HealthCheck to the manager and
+// call CreatedLock().Close() after the manager's Start has returned.
+//
 // Apply returns mo configured for o.Mode. In lease mode, or without mo.LeaderElection, mo is returned
 // unchanged. In life mode it creates the lock (finding this process's Pod and checking its permissions,
 // so a problem is one clear error here rather than at Start), sets it as

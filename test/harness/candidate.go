@@ -89,7 +89,7 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 		return nil, err
 	}
 	c := &Candidate{Name: o.Pod.Name, Pod: o.Pod, Manager: mgr, Lock: mopts.CreatedLock(), done: make(chan struct{})}
-	if err := mgr.Add(&actor{who: c.Name, history: o.History}); err != nil {
+	if err := mgr.Add(Actor(c.Name, o.History)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -137,6 +137,9 @@ func (c *Candidate) Stop(timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Actor returns a leader-only runnable (the candidate's controller) that records in history when who acts.
+func Actor(who string, history *History) manager.Runnable { return &actor{who: who, history: history} }
 
 // actor is the candidate's controller: a leader-only runnable that records when it acts.
 type actor struct {
