@@ -416,6 +416,12 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 // takeJudgementLocked returns (and consumes) Get's decision if it allows one of kinds. Lock.mu must be held.
 func (l *Lock) takeJudgementLocked(kinds ...judgedKind) (*judgement, error) {
 	switch l.phase {
+	case leading:
+		// The elector acquires again only if it no longer sees the lock as ours: it was lost.
+		l.phase = lost
+		reason := l.lossLocked()
+		l.log.Info("Lost lock, stopping", "reason", reason)
+		return nil, fmt.Errorf("lock %s: %w: %s; a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost, reason)
 	case lost:
 		return nil, fmt.Errorf("lock %s: %w: a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost)
 	case released:

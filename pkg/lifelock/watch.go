@@ -146,6 +146,9 @@ func (l *Lock) onLease(obj any, deleted bool) {
 		l.lease = lease
 		if owner, ok := podOwner(lease); ok {
 			l.followHolderLocked(owner, holderOf(lease))
+		} else {
+			// Released, or a plain client-go lease: no Pod to wait for if it vanishes.
+			l.holder, l.holderID = nil, holderOf(lease)
 		}
 	}
 	l.notifyLocked()

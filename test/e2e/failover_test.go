@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/test/harness"
@@ -164,23 +165,32 @@ var _ = Describe("Failover", func() {
 		Expect(ptr.Deref(l.Spec.LeaseTransitions, 0)).To(BeEquivalentTo(1))
 	})
 
-	It("stops a leader within 1 s when its lock is deleted by hand, and keeps followers waiting for its Pod", func(ctx SpecContext) {
-		a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
-		// The follower must have seen the holder: one that never did cannot tell a vanished lock from a free
-		// one (it then creates the lock, paying the acquisition grace).
-		Eventually(b.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(a.Lock.Identity()))
-		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
-		Eventually(a.Done()).WithTimeout(time.Second).Should(BeClosed())
-		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
-		Expect(hist.Acting()).To(BeEmpty())
+	DescribeTable("stops a leader within 1 s when its lock is deleted by hand, and keeps followers waiting for its Pod",
+		func(ctx SpecContext, leaseDuration time.Duration) {
+			a, b, podA, podB := leaderAndFollower(ctx, harness.CandidateOptions{Manager: func(mo *manager.Options) {
+				if leaseDuration > 0 {
+					mo.LeaseDuration = &leaseDuration
+				}
+			}})
+			// The follower must have seen the holder: one that never did cannot tell a vanished lock from a free
+			// one (it then creates the lock, paying the acquisition grace).
+			Eventually(b.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(a.Lock.Identity()))
+			Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+			Eventually(a.Done()).WithTimeout(time.Second).Should(BeClosed())
+			Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
+			Expect(hist.Acting()).To(BeEmpty())
 
-		// a's Pod lives (a real container would restart); b must not take a lock that vanished under it.
-		Consistently(b.Elected()).WithTimeout(3 * time.Second).ShouldNot(BeClosed())
-		_, err := lock(ctx)
-		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a lost lock is never re-created by its old holder: %v", err)
+			// a's Pod lives (a real container would restart); b must not take a lock that vanished under it.
+			Consistently(b.Elected()).WithTimeout(3 * time.Second).ShouldNot(BeClosed())
+			_, err := lock(ctx)
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a lost lock is never re-created by its old holder: %v", err)
 
-		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
-		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
-		Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
-	})
+			Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+			Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+			Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
+		},
+		Entry("with the default lease duration (the elector renews through Update)", time.Duration(0)),
+		// Under a second, the elector's renewals go through Get, then Create on NotFound.
+		Entry("with a sub-second lease duration (the elector renews through Get and Create)", 600*time.Millisecond),
+	)
 })
