@@ -65,16 +65,22 @@ func (l *Lock) startWatches() {
 			return l.client.CoordinationV1().Leases(l.namespace).Watch(ctx, o)
 		},
 		l.setWatchErr)
+	l.run(l.ctx, inf, l.onLease, func() { l.leaseSynced = true })
+}
+
+// run runs inf until ctx ends, sending its events to on and calling synced (with Lock.mu held) once it has
+// synced.
+func (l *Lock) run(ctx context.Context, inf cache.SharedIndexInformer, on func(obj any, deleted bool), synced func()) {
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { l.onLease(obj, false) },
-		UpdateFunc: func(_, obj any) { l.onLease(obj, false) },
-		DeleteFunc: func(obj any) { l.onLease(obj, true) },
+		AddFunc:    func(obj any) { on(obj, false) },
+		UpdateFunc: func(_, obj any) { on(obj, false) },
+		DeleteFunc: func(obj any) { on(obj, true) },
 	})
-	go inf.RunWithContext(l.ctx)
+	go inf.RunWithContext(ctx)
 	go func() {
-		if cache.WaitForCacheSync(l.ctx.Done(), inf.HasSynced) {
+		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			l.mu.Lock()
-			l.leaseSynced = true
+			synced()
 			l.notifyLocked()
 			l.mu.Unlock()
 		}
@@ -174,20 +180,7 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 			return l.client.CoreV1().Pods(l.namespace).Watch(ctx, o)
 		},
 		func(error) {})
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { l.onPod(w, obj, false) },
-		UpdateFunc: func(_, obj any) { l.onPod(w, obj, false) },
-		DeleteFunc: func(obj any) { l.onPod(w, obj, true) },
-	})
-	go inf.RunWithContext(ctx)
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-			l.mu.Lock()
-			w.synced = true
-			l.notifyLocked()
-			l.mu.Unlock()
-		}
-	}()
+	l.run(ctx, inf, func(obj any, deleted bool) { l.onPod(w, obj, deleted) }, func() { w.synced = true })
 }
 
 func (l *Lock) onPod(w *podWatch, obj any, deleted bool) {

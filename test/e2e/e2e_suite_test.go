@@ -54,6 +54,14 @@ func newNamespace(ctx context.Context) string {
 	return ns
 }
 
+// newCheckedScenario creates a namespace and a history for one spec, and checks when the spec ends that no
+// two leaders acted at once. Call it from BeforeEach.
+func newCheckedScenario(ctx context.Context) (string, *harness.History) {
+	hist := harness.NewHistory()
+	DeferCleanup(func() { Expect(hist.Check()).To(Succeed()) })
+	return newNamespace(ctx), hist
+}
+
 // newPod creates a running candidate Pod.
 func newPod(ctx context.Context, ns, name string) *corev1.Pod {
 	pod, err := cp.CreatePod(ctx, ns, name, node)

@@ -22,11 +22,7 @@ var _ = Describe("Election", func() {
 		ns   string
 		hist *harness.History
 	)
-	BeforeEach(func(ctx SpecContext) {
-		ns = newNamespace(ctx)
-		hist = harness.NewHistory()
-		DeferCleanup(func() { Expect(hist.Check()).To(Succeed()) })
-	})
+	BeforeEach(func(ctx SpecContext) { ns, hist = newCheckedScenario(ctx) })
 
 	getLock := func(ctx SpecContext) (*coordinationv1.Lease, error) {
 		return cp.Client.CoordinationV1().Leases(ns).Get(ctx, lockName, metav1.GetOptions{})

@@ -17,11 +17,7 @@ var _ = Describe("Interop with plain client-go lease candidates", func() {
 		ns   string
 		hist *harness.History
 	)
-	BeforeEach(func(ctx SpecContext) {
-		ns = newNamespace(ctx)
-		hist = harness.NewHistory()
-		DeferCleanup(func() { Expect(hist.Check()).To(Succeed()) })
-	})
+	BeforeEach(func(ctx SpecContext) { ns, hist = newCheckedScenario(ctx) })
 
 	It("a life candidate waits while a lease leader renews, and takes over only after its lease expired", func(ctx SpecContext) {
 		lease := startCandidate(ctx, harness.CandidateOptions{Mode: manageropts.ModeLease, LockName: lockName, Pod: newPod(ctx, ns, "lease"), History: hist})
