@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"go.uber.org/zap/zapcore"
 	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -32,7 +33,7 @@ var cp *harness.ControlPlane
 const node = "node-1"
 
 var _ = BeforeSuite(func(ctx SpecContext) {
-	logger := zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true))
+	logger := zap.New(zap.WriteTo(GinkgoWriter), zap.UseFlagOptions(&zap.Options{Development: true, TimeEncoder: zapcore.RFC3339NanoTimeEncoder}))
 	logf.SetLogger(logger)
 	klog.SetLogger(logger) // client-go's elector logs through klog: keep it with the spec's output
 	var err error

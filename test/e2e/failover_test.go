@@ -151,6 +151,8 @@ var _ = Describe("Failover", func() {
 
 	It("hands over on release after the old leader's controllers stopped", func(ctx SpecContext) {
 		a, b, _, podB := leaderAndFollower(ctx, harness.CandidateOptions{})
+		Consistently(b.Elected()).WithTimeout(time.Second).ShouldNot(BeClosed()) // b is a settled follower
+		Expect(b.Lock.Holder()).To(Equal(a.Lock.Identity()))
 		Expect(a.Stop(10 * time.Second)).To(Succeed())
 		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
 		gap, err := hist.Gap("a", "b")
