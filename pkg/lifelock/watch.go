@@ -21,7 +21,6 @@ import (
 type view struct {
 	leaseSynced bool
 	lease       *coordinationv1.Lease // nil when the lock does not exist
-	leaseEvents uint64                // counts lease events, so waiters can tell "something happened"
 	watchErr    error                 // the lock watch's last failure; nil while it works
 	brokenSince time.Time             // when watchErr was first set
 
@@ -142,7 +141,6 @@ func (l *Lock) onLease(obj any, deleted bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.leaseEvents++
 	if p := l.pending; p != nil && string(lease.UID) == p.uid && (deleted || lease.ResourceVersion != p.judgedRV) {
 		p.seen = true
 	}
