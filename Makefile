@@ -44,7 +44,7 @@ lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 
 .PHONY: test
 test: vet envtest ## Run go vet, then every test with the race detector against the local control plane.
-	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -v -coverpkg=./pkg/... -coverprofile cover.out ./...
+	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out ./...
 
 .PHONY: demo
 demo: envtest ## Run the failover demo: three example managers on a local control plane.
