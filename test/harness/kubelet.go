@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -146,21 +145,4 @@ func (cp *ControlPlane) ForceDeletePod(ctx context.Context, pod *corev1.Pod) err
 		return fmt.Errorf("deleting pod %s/%s with grace 0: %w", pod.Namespace, pod.Name, err)
 	}
 	return nil
-}
-
-// WaitPodGone waits until no Pod with pod's UID exists.
-func (cp *ControlPlane) WaitPodGone(ctx context.Context, pod *corev1.Pod, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && p.UID != pod.UID) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("pod %s/%s still exists: %w", pod.Namespace, pod.Name, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
