@@ -114,7 +114,8 @@ func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, names
 // hostnameIsPod reports whether pod is provably the one this process runs in, given that the hostname is
 // host: kubelet gives the containers the Pod's name as hostname (unless spec.hostname or the host network
 // say otherwise), and one of the Pod's IPs is an address of this network namespace. The IP check rules out
-// another Pod whose spec.hostname happens to equal this Pod's name.
+// another Pod whose spec.hostname happens to equal this Pod's name. Loopback addresses prove nothing (every
+// network namespace has them), so they never count.
 func hostnameIsPod(pod *corev1.Pod, host string) bool {
 	if pod.Name != host || pod.Spec.Hostname != "" || pod.Spec.HostNetwork {
 		return false
@@ -125,8 +126,11 @@ func hostnameIsPod(pod *corev1.Pod, host string) bool {
 	}
 	for _, podIP := range pod.Status.PodIPs {
 		ip := net.ParseIP(podIP.IP)
+		if ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+			continue
+		}
 		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && ip != nil && n.IP.Equal(ip) {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
 				return true
 			}
 		}

@@ -2,6 +2,7 @@ package lifelock
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,8 +49,10 @@ func TestResolveOwnPod(t *testing.T) {
 		{name: "not in a cluster", wantErr: ErrNotInCluster, wantErrContains: "--leader-elect-mode=lease"},
 		{name: "pod missing", env: map[string]string{PodNameEnv: "gone", PodNamespaceEnv: "ns"}, wantErr: ErrPodNotFound, wantErrContains: "ns/gone"},
 		{name: "hostname names no pod", env: map[string]string{PodNamespaceEnv: "ns"}, wantErr: ErrPodNameUnknown, wantErrContains: "metadata.name"},
-		{name: "hostname names a pod with a local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), "127.0.0.1")},
+		{name: "hostname names a pod with a local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), localIP(t))},
 			want: PodRef{Namespace: "ns", Name: host, UID: "uid-" + host}},
+		{name: "a loopback pod IP proves nothing", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), "127.0.0.1")},
+			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
 		{name: "hostname names a pod with no local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{pod(host)},
 			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
 	} {
@@ -87,4 +90,20 @@ func TestResolveOwnPod(t *testing.T) {
 			}
 		})
 	}
+}
+
+// localIP returns an address of this machine that is not a loopback one, as a Pod IP would be.
+func localIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Fatal("this machine has no address but loopback; the hostname check needs one, as a Pod has")
+	return ""
 }

@@ -12,7 +12,13 @@
 // With --leader-elect-mode=life (the default) and LeaderElection set, the manager elects its leader with a
 // lifelock.Lock named LeaderElectionID; with --leader-elect-mode=lease it behaves exactly as
 // controller-runtime does. Without LeaderElection (kubebuilder's default for a local `make run`) there is no
-// election in either mode, as in controller-runtime.
+// election, as in controller-runtime; but --leader-elect-mode=life given explicitly without LeaderElection
+// is an error, because the caller asked for exclusion and would silently get none.
+//
+// Life mode needs the process's own Pod. In a Pod it is found from POD_NAME/POD_NAMESPACE, else from the
+// service-account namespace and the hostname, checked against the Pod object. Outside a cluster (a laptop
+// with --leader-elect), NewManager returns lifelock.ErrNotInCluster, saying to set those variables or to use
+// --leader-elect-mode=lease.
 package manageropts
 
 import (
@@ -45,7 +51,9 @@ const FlagName = "leader-elect-mode"
 
 // Options configures life mode. The zero value is life mode with lifelock's defaults.
 type Options struct {
-	// Mode is the election mode. Default: ModeLife.
+	// Mode is the election mode. Empty means ModeLife when manager.Options.LeaderElection is set and no
+	// election when it is not (as in controller-runtime). An explicit ModeLife (--leader-elect-mode=life)
+	// with LeaderElection unset is an error rather than a silent run without election.
 	Mode Mode
 
 	// Lock configures the lock in life mode (own Pod, acquisition grace, logger). Its Namespace defaults to
@@ -78,8 +86,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) { fs.Var((*modeValue)(&o.Mode), Fl
 func (o *Options) AddFlags(fs *pflag.FlagSet) { fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage) }
 
 const modeUsage = "How the manager elects its leader when --leader-elect is set: " +
-	"'life' (a lock owned by the leader's Pod, never two leaders; needs POD_NAME/POD_NAMESPACE or runs in a Pod) " +
-	"or 'lease' (controller-runtime's renewed Lease)."
+	"'life' (the default: a lock owned by the leader's Pod, never two leaders; runs in a Pod, or with POD_NAME and POD_NAMESPACE set) " +
+	"or 'lease' (controller-runtime's renewed Lease). An explicit 'life' without --leader-elect is an error."
 
 // NewManager applies o to mo and creates the manager. In life mode it also registers the lock's health
 // check ("leader-lock") with the manager, which fails only for a leader whose lock watch stays broken, and
@@ -121,8 +129,8 @@ func (m *lifeManager) Start(ctx context.Context) error {
 // Apply returns mo configured for o.Mode. Prefer NewManager; with Apply, add HealthCheck to the manager and
 // call CreatedLock().Close() after the manager's Start has returned.
 //
-// Apply returns mo configured for o.Mode. In lease mode, or without mo.LeaderElection, mo is returned
-// unchanged. In life mode it creates the lock (finding this process's Pod and checking its permissions,
+// In lease mode, or without mo.LeaderElection, mo is returned unchanged (an explicit ModeLife without
+// mo.LeaderElection is an error; see Options.Mode). In life mode it creates the lock (finding this process's Pod and checking its permissions,
 // so a problem is one clear error here rather than at Start), sets it as
 // LeaderElectionResourceLockInterface, sets LeaderElectionReleaseOnCancel, and fills unset timings with
 // lifelock's defaults. Timings already set in mo are kept, and the acquisition grace is derived from them.
@@ -139,6 +147,9 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 		return mo, fmt.Errorf("--%s=%q: %w", FlagName, mode, errInvalidMode)
 	}
 	if !mo.LeaderElection {
+		if o.Mode == ModeLife {
+			return mo, errLifeWithoutElection
+		}
 		return mo, nil
 	}
 	if mo.LeaderElectionResourceLockInterface != nil {
@@ -206,6 +217,12 @@ func durationOr(d *time.Duration, def time.Duration) time.Duration {
 }
 
 var errInvalidMode = errors.New("invalid leader election mode; use life or lease")
+
+// errLifeWithoutElection is returned for an explicit life mode with leader election off: every replica would
+// act, which is what the user asked life mode to prevent.
+var errLifeWithoutElection = fmt.Errorf("--%s=life was given but leader election is off "+
+	"(manager.Options.LeaderElection is false; in a kubebuilder main.go, --leader-elect is unset), so every replica "+
+	"would act at once: add --leader-elect, or drop --%s to run without any election", FlagName, FlagName)
 
 // modeValue is the flag.Value (and pflag.Value) of --leader-elect-mode.
 type modeValue Mode

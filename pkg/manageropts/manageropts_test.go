@@ -51,7 +51,9 @@ func TestApplyWithoutLock(t *testing.T) {
 		wantErr string
 	}{
 		{name: "lease mode is unchanged", o: Options{Mode: ModeLease}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x", RetryPeriod: &d}},
-		{name: "life mode without leader election is unchanged", o: Options{}, mo: manager.Options{LeaderElectionID: "x"}},
+		{name: "default mode without leader election is unchanged", o: Options{}, mo: manager.Options{LeaderElectionID: "x"}},
+		{name: "lease mode without leader election is unchanged", o: Options{Mode: ModeLease}, mo: manager.Options{LeaderElectionID: "x"}},
+		{name: "explicit life mode without leader election", o: Options{Mode: ModeLife}, mo: manager.Options{LeaderElectionID: "x"}, wantErr: "add --leader-elect, or drop --leader-elect-mode"},
 		{name: "life mode needs an ID", o: Options{}, mo: manager.Options{LeaderElection: true}, wantErr: "LeaderElectionID is empty"},
 		{name: "invalid mode", o: Options{Mode: "forever"}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x"}, wantErr: "use life or lease"},
 	} {
