@@ -6,8 +6,9 @@ import "errors"
 // what was being done and what to do about it.
 var (
 	// ErrNotInCluster means the candidate's own Pod could not be found because the process does not run in
-	// a Pod: neither POD_NAMESPACE nor the service-account namespace file is there. Set POD_NAME and
-	// POD_NAMESPACE (or Options.PodName and Options.PodNamespace), or use lease mode outside a cluster.
+	// a Pod: neither POD_NAMESPACE nor the service-account namespace file is there. In a Pod, set POD_NAME
+	// and POD_NAMESPACE (or Options.PodName and Options.PodNamespace); outside a cluster, run one process
+	// without leader election.
 	ErrNotInCluster = errors.New("not running in a Kubernetes Pod")
 
 	// ErrPodNameUnknown means the namespace is known but the Pod's name is not: POD_NAME is unset and the

@@ -62,8 +62,9 @@ func findOwnPodName(name, namespace string) (ns, podName string, fromHostname bo
 		case readErr == nil:
 			ns = strings.TrimSpace(string(b))
 		case errors.Is(readErr, os.ErrNotExist):
-			return "", "", false, fmt.Errorf("finding own Pod: %w: %s is unset and %s does not exist; in a Pod, %s; "+
-				"outside a cluster, run with --leader-elect-mode=lease or without leader election",
+			return "", "", false, fmt.Errorf("finding own Pod: %w: %s is unset and %s does not exist. "+
+				"Outside a cluster, a single local process needs no election: run it without leader election "+
+				"(in a kubebuilder project, without --leader-elect, as `make run` does). In a Pod, %s",
 				ErrNotInCluster, PodNamespaceEnv, serviceAccountNamespaceFile, downwardAPIHint)
 		default:
 			return "", "", false, fmt.Errorf("finding own Pod: reading %s: %w", serviceAccountNamespaceFile, readErr)

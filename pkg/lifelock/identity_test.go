@@ -46,7 +46,7 @@ func TestResolveOwnPod(t *testing.T) {
 			pods: []*corev1.Pod{pod("a"), pod("b")}, want: PodRef{Namespace: "ns", Name: "b", UID: "uid-b"}},
 		{name: "namespace from the service-account file", env: map[string]string{PodNameEnv: "a"}, saFile: saFile, pods: []*corev1.Pod{pod("a")},
 			want: PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}},
-		{name: "not in a cluster", wantErr: ErrNotInCluster, wantErrContains: "--leader-elect-mode=lease"},
+		{name: "not in a cluster", wantErr: ErrNotInCluster, wantErrContains: "without --leader-elect"},
 		{name: "pod missing", env: map[string]string{PodNameEnv: "gone", PodNamespaceEnv: "ns"}, wantErr: ErrPodNotFound, wantErrContains: "ns/gone"},
 		{name: "hostname names no pod", env: map[string]string{PodNamespaceEnv: "ns"}, wantErr: ErrPodNameUnknown, wantErrContains: "metadata.name"},
 		{name: "hostname names a pod with a local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), localIP(t))},

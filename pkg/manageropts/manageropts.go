@@ -17,8 +17,9 @@
 //
 // Life mode needs the process's own Pod. In a Pod it is found from POD_NAME/POD_NAMESPACE, else from the
 // service-account namespace and the hostname, checked against the Pod object. Outside a cluster (a laptop
-// with --leader-elect), NewManager returns lifelock.ErrNotInCluster, saying to set those variables or to use
-// --leader-elect-mode=lease.
+// with --leader-elect), NewManager returns lifelock.ErrNotInCluster, saying to run the one local process
+// without leader election. (controller-runtime's lease mode fails there too, unless
+// LeaderElectionNamespace is set.)
 package manageropts
 
 import (

@@ -29,11 +29,11 @@ var _ = Describe("Bad input gets one clear error", func() {
 		unsetEnv(lifelock.PodNameEnv, lifelock.PodNamespaceEnv)
 	})
 
-	It("outside a cluster, says what to set or which mode to use", func(ctx SpecContext) {
+	It("outside a cluster, says to run without election, or what to set in a Pod", func(ctx SpecContext) {
 		_, err := lifelock.New(ctx, cp.Config, lockName, lifelock.Options{})
 		Expect(err).To(MatchError(lifelock.ErrNotInCluster))
 		Expect(err.Error()).To(ContainSubstring("POD_NAMESPACE"))
-		Expect(err.Error()).To(ContainSubstring("--leader-elect-mode=lease"))
+		Expect(err.Error()).To(ContainSubstring("without --leader-elect"))
 	})
 
 	It("with POD_NAME unset, shows the downward-API lines to add", func(ctx SpecContext) {

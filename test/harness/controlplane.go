@@ -174,6 +174,21 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, er
 	return u.Config(), nil
 }
 
+// AddUserKubeconfig writes a kubeconfig file for a user in groups, for candidate processes that must run
+// with only the permissions RBAC gives them, and returns its path. Stop removes it.
+func (cp *ControlPlane) AddUserKubeconfig(name string, groups ...string) (string, error) {
+	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", err
+	}
+	b, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(cp.dir, name+".kubeconfig")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
 // Stop stops everything Start started and removes its files.
 func (cp *ControlPlane) Stop() error {
 	var errs []error

@@ -55,8 +55,8 @@ func (cp *ControlPlane) SetNodeReady(ctx context.Context, name string, ready boo
 	})
 }
 
-// CreatePod creates a candidate Pod bound to node, Running, with its container running. An empty name gets
-// a random one.
+// CreatePod creates a candidate Pod bound to node, Running, with its container running and this machine's
+// LocalIP as its IP. An empty name gets a random one.
 func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
 	if name == "" {
 		name = "candidate-" + rand.String(5)
@@ -73,7 +73,10 @@ func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*
 		return nil, fmt.Errorf("creating pod %s/%s: %w", ns, name, err)
 	}
 	now := metav1.Now()
+	ip, _ := LocalIP() // only processes in the Pod's sandbox need it; StartPodProcess says so if it is missing
 	pod.Status = corev1.PodStatus{
+		PodIP:      ip,
+		PodIPs:     podIPs(ip),
 		Phase:      corev1.PodRunning,
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
 		StartTime:  &now,
@@ -145,4 +148,11 @@ func (cp *ControlPlane) ForceDeletePod(ctx context.Context, pod *corev1.Pod) err
 		return fmt.Errorf("deleting pod %s/%s with grace 0: %w", pod.Namespace, pod.Name, err)
 	}
 	return nil
+}
+
+func podIPs(ip string) []corev1.PodIP {
+	if ip == "" {
+		return nil
+	}
+	return []corev1.PodIP{{IP: ip}}
 }
