@@ -30,13 +30,11 @@ const (
 // it elsewhere.
 var serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// downwardAPIHint is appended to identity errors: the lines that fix them.
-const downwardAPIHint = `add to the container spec:
-  env:
-  - name: POD_NAME
-    valueFrom: {fieldRef: {fieldPath: metadata.name}}
-  - name: POD_NAMESPACE
-    valueFrom: {fieldRef: {fieldPath: metadata.namespace}}`
+// downwardAPIHint is appended to identity errors: the env that fixes them, as one line of YAML (flow
+// style) that can be pasted into the container spec, since loggers escape the line breaks of an error.
+const downwardAPIHint = "add to the manager container's spec: " +
+	"env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}, " +
+	"{name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}]"
 
 // PodRef names a Pod and its UID: the identity of a lock holder.
 type PodRef struct {

@@ -1,0 +1,24 @@
+package scaffold
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The README shows the adoption diff the suite applies, byte for byte, so the two cannot drift apart.
+func TestReadmeShowsTheTestedDiff(t *testing.T) {
+	diff, err := os.ReadFile(filepath.Join("..", "..", adoptionDiff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if block := "```diff\n" + string(diff) + "```\n"; !strings.Contains(string(readme), block) {
+		t.Errorf("README.md does not show %s as it is: paste the file, unchanged, into the ```diff block of "+
+			"the section \"Adopt it in a kubebuilder project\"", adoptionDiff)
+	}
+}
