@@ -1,12 +1,16 @@
 package scaffold
 
 import (
+	"os"
+	"path/filepath"
+	"runtime"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/lifelock/lifelock/test/harness"
 	"github.com/lifelock/lifelock/test/harness/witness"
 )
 
@@ -115,4 +119,13 @@ var _ = Describe("A kubebuilder "+kubebuilderVersion+" project adopting lifelock
 		_, err := s.lease(ctx)
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "want no lock, got %v", err)
 	})
+
+	It("keeps the project's own make test working offline, as the README says", func(ctx SpecContext) {
+		k8s := filepath.Join(proj.dir, "bin", "k8s")
+		Expect(os.MkdirAll(k8s, 0o755)).To(Succeed())
+		Expect(os.Symlink(harness.AssetsDir(), filepath.Join(k8s, envtestK8sVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH))).To(Succeed())
+		out, err := proj.run(ctx, scaffoldMakeTest...)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(MatchRegexp(`(?m)^ok\s+example.com/guestbook/internal/controller\s`))
+	}, SpecTimeout(10*time.Minute))
 })

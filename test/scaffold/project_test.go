@@ -18,7 +18,14 @@ const (
 	kubebuilderModule  = "sigs.k8s.io/kubebuilder/v4"
 	// adoptionDiff is the README's diff, relative to the repository root; the suite applies exactly it.
 	adoptionDiff = "docs/kubebuilder-adoption.diff"
+	// envtestK8sVersion is the Kubernetes version of the binaries `make envtest` builds (the Makefile's
+	// ENVTEST_K8S_VERSION), which the scaffold's own tests are pointed at.
+	envtestK8sVersion = "1.37.2"
 )
+
+// scaffoldMakeTest is the README's command for the scaffold's own `make test` without network: the
+// setup-envtest release for controller-runtime v0.25 and the exact Kubernetes version already in bin/k8s.
+var scaffoldMakeTest = []string{"make", "test", "ENVTEST_VERSION=v0.25.0", "ENVTEST_K8S_VERSION=" + envtestK8sVersion}
 
 // project is a kubebuilder scaffold built twice: as generated (lease mode, controller-runtime's election)
 // and with the README's adoption diff applied (life mode).

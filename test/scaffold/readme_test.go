@@ -21,4 +21,7 @@ func TestReadmeShowsTheTestedDiff(t *testing.T) {
 		t.Errorf("README.md does not show %s as it is: paste the file, unchanged, into the ```diff block of "+
 			"the section \"Adopt it in a kubebuilder project\"", adoptionDiff)
 	}
+	if cmd := strings.Join(scaffoldMakeTest, " "); !strings.Contains(string(readme), cmd+"\n") {
+		t.Errorf("README.md does not give the scaffold's offline test command the suite runs: %s", cmd)
+	}
 }
