@@ -24,11 +24,7 @@ var _ = Describe("A kubebuilder "+kubebuilderVersion+" project adopting lifelock
 		s := newScenario(ctx, true)
 		a := s.startPod(ctx, "guestbook-a", proj.adoptedManager)
 		b := s.startPod(ctx, "guestbook-b", proj.adoptedManager)
-		Eventually(s.acting).WithTimeout(electTimeout).Should(HaveLen(1))
-		leader, follower := a, b
-		if s.acting()[0] == b.name {
-			leader, follower = b, a
-		}
+		leader, follower := s.electedOf(electTimeout, a, b)
 		s.expectHolder(ctx, leader)
 		Consistently(s.acting).WithTimeout(followerPatience).Should(ConsistOf(leader.name))
 		Expect(follower.ready()).To(Succeed(), "a follower must be ready, or a rollout would stall")
@@ -49,11 +45,7 @@ var _ = Describe("A kubebuilder "+kubebuilderVersion+" project adopting lifelock
 		// Before the rollout: the stock Deployment's two replicas, one of them leading with a renewed Lease.
 		old0 := s.startPod(ctx, "guestbook-old-0", proj.stockManager)
 		old1 := s.startPod(ctx, "guestbook-old-1", proj.stockManager)
-		Eventually(s.acting).WithTimeout(electTimeout).Should(HaveLen(1))
-		oldLeader, oldFollower := old0, old1
-		if s.acting()[0] == old1.name {
-			oldLeader, oldFollower = old1, old0
-		}
+		oldLeader, oldFollower := s.electedOf(electTimeout, old0, old1)
 
 		// RollingUpdate starts a new Pod first: it waits behind the live lease-mode leader, and is ready.
 		new0 := s.startPod(ctx, "guestbook-new-0", proj.adoptedManager)
@@ -66,11 +58,7 @@ var _ = Describe("A kubebuilder "+kubebuilderVersion+" project adopting lifelock
 		new1 := s.startPod(ctx, "guestbook-new-1", proj.adoptedManager)
 		Consistently(s.acting).WithTimeout(followerPatience).Should(ConsistOf(oldLeader.name))
 		s.stop(ctx, oldLeader)
-		Eventually(s.acting).WithTimeout(rolloutTimeout).Should(Or(ConsistOf(new0.name), ConsistOf(new1.name)))
-		newLeader := new0
-		if s.acting()[0] == new1.name {
-			newLeader = new1
-		}
+		newLeader, _ := s.electedOf(rolloutTimeout, new0, new1)
 		s.expectHolder(ctx, newLeader)
 		Expect(s.history().Check()).To(Succeed())
 		AddReportEntry("rollout: last lease-mode leader stopped → a life-mode Pod acts",

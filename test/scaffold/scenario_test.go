@@ -74,7 +74,7 @@ func grantScaffoldRBAC(ctx context.Context, ns, user string, withPodsRule bool) 
 	if !withPodsRule {
 		var stock []rbacv1.PolicyRule
 		for _, r := range role.Rules {
-			if !(len(r.Resources) == 1 && r.Resources[0] == "pods") {
+			if len(r.Resources) != 1 || r.Resources[0] != "pods" {
 				stock = append(stock, r)
 			}
 		}
@@ -154,6 +154,15 @@ func (s *scenario) history() *harness.History {
 
 // acting names the replicas whose controllers may act now.
 func (s *scenario) acting() []string { return s.history().Acting() }
+
+// electedOf waits until exactly one replica acts and it is a or b, and returns it and the other one.
+func (s *scenario) electedOf(timeout time.Duration, a, b *replica) (leader, other *replica) {
+	Eventually(s.acting).WithTimeout(timeout).Should(Or(ConsistOf(a.name), ConsistOf(b.name)))
+	if s.acting()[0] == a.name {
+		return a, b
+	}
+	return b, a
+}
 
 // startOf returns when who started acting, on the witness clock.
 func (s *scenario) startOf(who string) time.Duration {
