@@ -1,8 +1,9 @@
 package harness
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,9 @@ type Span struct {
 	Who        string
 	Start, End time.Duration
 	Stopped    bool
+	// Process names the process that recorded a span read from witness records ("<who>-<pid>"); it tells
+	// apart two processes of one Pod, such as a restarted container.
+	Process string
 }
 
 // NewHistory returns an empty history whose clock starts now.
@@ -123,79 +127,122 @@ func (h *History) Gap(from, to string) (time.Duration, error) {
 	return 0, fmt.Errorf("%s did not act after %s", to, from)
 }
 
-// staleBeats is how many heartbeat periods a witness may stay silent before ReadWitness takes its leader
-// as no longer acting: its process was killed (a live one beats every period).
+// staleBeats is how many heartbeat periods a witness may stay silent before its leader is taken as no
+// longer acting: its process was killed (a live one beats every period).
 const staleBeats = 20
 
 // ReadWitness reads the records that candidate processes wrote with witness.Recorder into dir, one file
-// per process, and returns them as one History. A span without a stop line ends one period after its last
-// heartbeat; it counts as stopped (not Acting) once its heartbeats have been silent for 20 periods.
-func ReadWitness(dir string) (*History, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
+// per process, and returns them as one History; see WitnessReader.
+func ReadWitness(dir string) (*History, error) { return NewWitnessReader(dir).Read() }
+
+// WitnessReader reads the witness records in a directory incrementally: each Read parses only what was
+// appended since the last one, so a long run can poll its history cheaply.
+type WitnessReader struct {
+	dir   string
+	files map[string]*witnessFile
+}
+
+// witnessFile is the parsing state of one process's record.
+type witnessFile struct {
+	offset int64
+	rest   string // an incomplete last line, kept until its end is written
+	line   int
+	spans  []*Span
+	cur    *Span
+	period time.Duration
+}
+
+// NewWitnessReader returns a reader of the records in dir.
+func NewWitnessReader(dir string) *WitnessReader {
+	return &WitnessReader{dir: dir, files: map[string]*witnessFile{}}
+}
+
+// Read returns every span recorded so far as one History. A span without a stop line ends one period after
+// its last heartbeat; it counts as stopped (not Acting) once its heartbeats have been silent for 20 periods.
+func (r *WitnessReader) Read() (*History, error) {
+	names, err := filepath.Glob(filepath.Join(r.dir, "*.log"))
 	if err != nil {
 		return nil, err
 	}
 	now := witness.Now()
 	h := &History{}
-	for _, file := range files {
-		spans, err := readWitnessFile(file, now)
-		if err != nil {
-			return nil, fmt.Errorf("reading witness record %s: %w", file, err)
+	for _, name := range names {
+		wf := r.files[name]
+		if wf == nil {
+			wf = &witnessFile{}
+			r.files[name] = wf
 		}
-		h.spans = append(h.spans, spans...)
+		if err := wf.readFrom(name); err != nil {
+			return nil, fmt.Errorf("reading witness record %s: %w", name, err)
+		}
+		for _, sp := range wf.spans {
+			c := *sp
+			if !c.Stopped && sp == wf.cur {
+				c.Stopped = now-c.End > staleBeats*wf.period
+				c.End += wf.period
+			}
+			h.spans = append(h.spans, &c)
+		}
 	}
 	return h, nil
 }
 
-func readWitnessFile(file string, now time.Duration) ([]*Span, error) {
-	f, err := os.Open(file)
+func (wf *witnessFile) readFrom(name string) error {
+	f, err := os.Open(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { _ = f.Close() }()
-	var (
-		spans  []*Span
-		cur    *Span
-		period time.Duration
-	)
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil || len(fields) < 2 {
-			return nil, fmt.Errorf("line %d: %q is not '<monotonic ns> <event>'", n, sc.Text())
-		}
-		at := time.Duration(ns)
-		switch event := fields[1]; {
-		case event == "start" && cur != nil && !cur.Stopped:
-			return nil, fmt.Errorf("line %d: a second start before a stop", n)
-		case event == "start" && len(fields) == 4:
-			p, err := strconv.ParseInt(fields[3], 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: period %q: %w", n, fields[3], err)
-			}
-			period = time.Duration(p)
-			cur = &Span{Who: fields[2], Start: at, End: at}
-			spans = append(spans, cur)
-		case cur == nil || cur.Stopped:
-			return nil, fmt.Errorf("line %d: %q outside an acting interval", n, sc.Text())
-		case event == "beat":
-			cur.End = at
-		case event == "stop":
-			cur.End, cur.Stopped = at, true
-		default:
-			return nil, fmt.Errorf("line %d: unknown event %q", n, sc.Text())
+	if _, err := f.Seek(wf.offset, io.SeekStart); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	wf.offset += int64(len(b))
+	text := wf.rest + string(b)
+	complete := strings.LastIndexByte(text, '\n') + 1
+	wf.rest = text[complete:]
+	process := strings.TrimSuffix(filepath.Base(name), ".log")
+	for line := range strings.Lines(text[:complete]) {
+		wf.line++
+		if err := wf.parse(strings.TrimSpace(line), process); err != nil {
+			return fmt.Errorf("line %d: %w", wf.line, err)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+	return nil
+}
+
+func (wf *witnessFile) parse(line, process string) error {
+	fields := strings.Fields(line)
+	if len(fields) == 0 {
+		return nil
 	}
-	if cur != nil && !cur.Stopped {
-		cur.Stopped = now-cur.End > staleBeats*period
-		cur.End += period
+	ns, err := strconv.ParseInt(fields[0], 10, 64)
+	if err != nil || len(fields) < 2 {
+		return fmt.Errorf("%q is not '<monotonic ns> <event>'", line)
 	}
-	return spans, nil
+	at := time.Duration(ns)
+	switch event := fields[1]; {
+	case event == "start" && wf.cur != nil && !wf.cur.Stopped:
+		return errors.New("a second start before a stop")
+	case event == "start" && len(fields) == 4:
+		p, err := strconv.ParseInt(fields[3], 10, 64)
+		if err != nil {
+			return fmt.Errorf("period %q: %w", fields[3], err)
+		}
+		wf.period = time.Duration(p)
+		wf.cur = &Span{Who: fields[2], Start: at, End: at, Process: process}
+		wf.spans = append(wf.spans, wf.cur)
+	case wf.cur == nil || wf.cur.Stopped:
+		return fmt.Errorf("%q outside an acting interval", line)
+	case event == "beat":
+		wf.cur.End = at
+	case event == "stop":
+		wf.cur.End, wf.cur.Stopped = at, true
+	default:
+		return fmt.Errorf("unknown event %q", line)
+	}
+	return nil
 }

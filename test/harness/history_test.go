@@ -43,6 +43,30 @@ func TestReadWitness(t *testing.T) {
 		t.Errorf("Check = %v, want a overlapping b", err)
 	}
 
+	// Read again after more was appended, a line of it still being written: only complete lines count.
+	r := NewWitnessReader(dir)
+	if _, err := r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "c-3.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := line(time.Second+10*time.Millisecond, "stop")
+	if _, err := f.WriteString(stop[:5]); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := r.Read(); err != nil || len(h.Acting()) != 1 {
+		t.Fatalf("with a partial line: acting %v, err %v; want c still acting", h.Acting(), err)
+	}
+	if _, err := f.WriteString(stop[5:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if h, err := r.Read(); err != nil || len(h.Acting()) != 0 {
+		t.Fatalf("after c's stop: acting %v, err %v; want nobody", h.Acting(), err)
+	}
+
 	write("d-4.log", line(0, "beat"))
 	if _, err := ReadWitness(dir); err == nil {
 		t.Error("a beat outside an acting interval was accepted")
