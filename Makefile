@@ -34,13 +34,19 @@ help: ## Display this help.
 fmt: ## Run go fmt against code.
 	go fmt ./...
 
+# The chaos suite is its own Go module (its fault-injecting proxy, Toxiproxy, stays out of the library's
+# go.mod).
+CHAOS_DIR = test/chaos
+
 .PHONY: vet
 vet: ## Run go vet against code.
 	go vet ./...
+	cd $(CHAOS_DIR) && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 	$(GOLANGCI_LINT) run ./...
+	cd $(CHAOS_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 
 # The scaffold suite builds two kubebuilder projects; it runs after the others, not beside them, so that
 # its compiles do not take the CPU from timing-sensitive specs.
@@ -50,6 +56,7 @@ SCAFFOLD_PKG = ./test/scaffold
 test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold.
 	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
 	@$(MAKE) --no-print-directory test-scaffold
+	@$(MAKE) --no-print-directory test-chaos
 
 .PHONY: test-scaffold
 test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods.
@@ -58,6 +65,17 @@ test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the READ
 .PHONY: demo
 demo: envtest ## Run the failover demo: three example managers on a local control plane.
 	@assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go run ./test/demo
+
+.PHONY: test-chaos
+test-chaos: envtest ## Run the short chaos run: every kind of disruption twice, on separate manager processes.
+	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m . -args -ginkgo.v
+
+ROUNDS ?= 1000
+SEED ?= 0
+.PHONY: chaos
+chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n]; writes chaos-report.md.
+	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 0 . \
+		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.report=$(CURDIR)/chaos-report.md
 
 ##@ Build
 

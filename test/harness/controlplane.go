@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,8 @@ type ControlPlane struct {
 	// Kubeconfig is the path of an administrator's kubeconfig file, for candidate processes and kubectl.
 	Kubeconfig string
 
+	// envMu serialises what reads or changes env's API server (AddUser, RestartAPIServer, Stop).
+	envMu     sync.Mutex
 	env       *envtest.Environment
 	kcm       *exec.Cmd
 	kcmExited chan struct{} // closed once kube-controller-manager has exited; kcmErr says how
@@ -74,8 +77,16 @@ func Start(ctx context.Context) (*ControlPlane, error) {
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  60 * time.Second,
 	}}
+	apiServer := cp.env.ControlPlane.GetAPIServer()
 	// Without it, kube-apiserver waits up to --request-timeout for open watches when it stops.
-	cp.env.ControlPlane.GetAPIServer().Configure().Set("shutdown-send-retry-after", "true")
+	apiServer.Configure().Set("shutdown-send-retry-after", "true")
+	// A fixed certificate directory outlives kube-apiserver's Stop (envtest deletes a temporary one and
+	// makes a new serving CA on the next Start), so RestartAPIServer keeps every connection handed out valid.
+	apiServer.CertDir = filepath.Join(dir, "kube-apiserver")
+	if err := os.Mkdir(apiServer.CertDir, 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("creating kube-apiserver's certificate directory: %w", err)
+	}
 	if cp.Config, err = cp.env.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
@@ -165,8 +176,40 @@ func (cp *ControlPlane) waitGarbageCollector(ctx context.Context) error {
 	return nil
 }
 
+// RestartAPIServer stops kube-apiserver (etcd keeps running, and with it every object), starts it again on
+// the same address with the same certificates, and waits until it is ready. Every connection handed out
+// stays valid; clients in use meanwhile, like candidates and kube-controller-manager, see errors while it
+// is down and reconnect.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	cp.envMu.Lock()
+	defer cp.envMu.Unlock()
+	apiServer := cp.env.ControlPlane.GetAPIServer()
+	if err := apiServer.Stop(); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	// Start keeps the address and, as the certificates are in place, its serving CA and client CA; it
+	// returns once /healthz answers.
+	if err := apiServer.Start(); err != nil {
+		return fmt.Errorf("starting kube-apiserver again: %w", err)
+	}
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cp.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil && ctx.Err() == nil { // keep why it is not ready, not that the time ran out
+			lastErr = err
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the restarted kube-apiserver to be ready: %w", errors.Join(err, lastErr))
+	}
+	return nil
+}
+
 // AddUser returns a connection authenticated as a user in groups, for RBAC tests.
 func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, error) {
+	cp.envMu.Lock()
+	defer cp.envMu.Unlock()
 	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, err
@@ -177,7 +220,9 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, er
 // AddUserKubeconfig writes a kubeconfig file for a user in groups, for candidate processes that must run
 // with only the permissions RBAC gives them, and returns its path. Stop removes it.
 func (cp *ControlPlane) AddUserKubeconfig(name string, groups ...string) (string, error) {
+	cp.envMu.Lock()
 	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	cp.envMu.Unlock()
 	if err != nil {
 		return "", err
 	}
@@ -196,9 +241,11 @@ func (cp *ControlPlane) Stop() error {
 		_ = cp.kcm.Process.Kill() // it may have exited already
 		<-cp.kcmExited
 	}
+	cp.envMu.Lock()
 	if err := cp.env.Stop(); err != nil {
 		errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
 	}
+	cp.envMu.Unlock()
 	errs = append(errs, os.RemoveAll(cp.dir))
 	return errors.Join(errs...)
 }

@@ -1,0 +1,305 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
+	"github.com/lifelock/lifelock/test/harness"
+	"github.com/lifelock/lifelock/test/harness/witness"
+)
+
+// kind is a kind of disruption.
+type kind string
+
+const (
+	kill             kind = "SIGKILL + Pod deleted"
+	term             kind = "SIGTERM + Pod deleted"
+	evict            kind = "evicted (Failed), process alive"
+	statefulSet      kind = "StatefulSet restart (same name, new UID)"
+	containerRestart kind = "container restart (same Pod)"
+	nodeNotReady     kind = "leader's Node NotReady"
+	apiserverRestart kind = "kube-apiserver restart"
+	cutLatency       kind = "proxy: +300 ms latency"
+	cutBlackhole     kind = "proxy: blackhole"
+	cutReset         kind = "proxy: connection resets"
+)
+
+// allKinds is every disruption, in the order of the report.
+var allKinds = []kind{kill, term, evict, statefulSet, containerRestart, nodeNotReady, apiserverRestart, cutLatency, cutBlackhole, cutReset}
+
+// changesLeader says whether a disruption ends the leader's term, so that another Pod leads after it.
+// A container restart keeps the lock with the same Pod; the others must not move it.
+func (k kind) changesLeader() bool { return k == kill || k == term || k == evict || k == statefulSet }
+
+const (
+	lockName       = "lifelock-example" // examples/manager's LeaderElectionID
+	electTimeout   = 20 * time.Second   // for one leader to emerge after a disruption
+	exitTimeout    = 15 * time.Second   // for a disrupted process to exit
+	holdFault      = 2 * time.Second    // how long a fault (NotReady, a proxy fault) lasts
+	terminateGrace = 10 * time.Second
+)
+
+// fenceBound is how long a leader that lost its lock may go on acting: the acquisition grace that a
+// successor pays for exactly this, with examples/manager's (the default) timings.
+var fenceBound = lifelock.DefaultAcquisitionGrace
+
+// candidate is one examples/manager process, the Pod it plays and its connection to the API server.
+type candidate struct {
+	name  string
+	pod   *corev1.Pod
+	proc  *harness.Process
+	proxy *Proxy
+	env   []string
+}
+
+// result is what one round measured.
+type result struct {
+	kind kind
+	// latency is the time from the disruption to the next leader acting, for kinds that change (or
+	// re-elect, for a container restart) the leader.
+	latency time.Duration
+	changed bool          // another Pod leads after the round
+	fence   time.Duration // for an eviction: how long the evicted leader went on acting
+}
+
+type runner struct {
+	rng        *rand.Rand
+	ns         string
+	dir        string // witness records
+	confDir    string // the candidates' kubeconfigs
+	witness    *harness.WitnessReader
+	lockStates *lockStates
+	cands      []*candidate
+	deck       []kind
+	next       int // for candidate names
+	results    []result
+	last       harness.Span // the leader's span when the previous round ended
+}
+
+func newRunner(ctx context.Context, s int64) *runner {
+	ns, err := cp.CreateNamespace(ctx, "chaos")
+	Expect(err).NotTo(HaveOccurred())
+	r := &runner{rng: rand.New(rand.NewPCG(uint64(s), 0)), ns: ns, dir: GinkgoT().TempDir(), confDir: GinkgoT().TempDir()}
+	r.witness = harness.NewWitnessReader(r.dir)
+	r.lockStates = watchLockStates(ctx, cp.Client, ns, lockName)
+	DeferCleanup(func() {
+		for _, c := range r.cands {
+			c.proc.Kill()
+			if CurrentSpecReport().Failed() {
+				GinkgoWriter.Printf("--- output of %s (last 4 KiB) ---\n%s\n", c.name, tail(c.proc.Output(), 4096))
+			}
+		}
+	})
+	for range *candidates {
+		r.startCandidate(ctx, r.newName())
+	}
+	return r
+}
+
+func (r *runner) newName() string {
+	r.next++
+	return fmt.Sprintf("cand-%d", r.next)
+}
+
+// startCandidate creates the Pod name (bound to its own Node) and runs examples/manager in it, connected
+// to the API server through its own fault-injecting proxy.
+func (r *runner) startCandidate(ctx context.Context, name string) *candidate {
+	node := "node-" + name
+	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
+	Expect(cp.SetNodeReady(ctx, node, true)).To(Succeed())
+	pod, err := cp.CreatePod(ctx, r.ns, name, node)
+	Expect(err).NotTo(HaveOccurred())
+	c := &candidate{name: name, pod: pod}
+	c.proxy, err = faults.Proxy(name+"-"+string(pod.UID), apiserverAddress())
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig := filepath.Join(r.confDir, name+"-"+string(pod.UID)+".kubeconfig")
+	Expect(KubeconfigThrough(cp.Kubeconfig, c.proxy.Addr(), kubeconfig)).To(Succeed())
+	c.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, witness.DirEnv+"="+r.dir)
+	r.run(c)
+	r.cands = append(r.cands, c)
+	return c
+}
+
+// run starts the candidate's process (again, for a container restart).
+func (r *runner) run(c *candidate) {
+	var err error
+	c.proc, err = harness.StartPodProcess(c.pod, c.env, manager, "--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
+	Expect(err).NotTo(HaveOccurred())
+}
+
+func apiserverAddress() string {
+	u, err := url.Parse(cp.Config.Host)
+	Expect(err).NotTo(HaveOccurred())
+	return u.Host
+}
+
+func (r *runner) remove(c *candidate) {
+	r.cands = slices.DeleteFunc(r.cands, func(o *candidate) bool { return o == c })
+	c.proxy.Close()
+}
+
+func (r *runner) history() *harness.History {
+	h, err := r.witness.Read()
+	Expect(err).NotTo(HaveOccurred())
+	return h
+}
+
+// leader waits until exactly one process acts, in a span other than not (the zero Span: any), and returns
+// its candidate and its span. A killed process's span counts as acting until its heartbeats are stale.
+func (r *runner) leader(ctx context.Context, timeout time.Duration, not harness.Span) (*candidate, harness.Span) {
+	var span harness.Span
+	Eventually(ctx, func() []string {
+		var acting []string
+		for _, s := range r.history().Spans() {
+			if !s.Stopped {
+				acting, span = append(acting, s.Process), s
+			}
+		}
+		return acting
+	}).WithTimeout(timeout).WithPolling(5*time.Millisecond).Should(And(HaveLen(1), Not(ContainElement(not.Process))), "exactly one leader")
+	for _, c := range r.cands {
+		if c.name == span.Who {
+			return c, span
+		}
+	}
+	Fail(fmt.Sprintf("%s acts but is not a running candidate", span.Who))
+	return nil, span
+}
+
+// draw returns the next kind: the kinds are dealt from shuffled decks, so that every kind comes once in
+// each len(allKinds) rounds, in a seeded random order.
+func (r *runner) draw() kind {
+	if len(r.deck) == 0 {
+		r.deck = slices.Clone(allKinds)
+		r.rng.Shuffle(len(r.deck), func(i, j int) { r.deck[i], r.deck[j] = r.deck[j], r.deck[i] })
+	}
+	k := r.deck[0]
+	r.deck = r.deck[1:]
+	return k
+}
+
+// round applies one disruption to a settled election and checks what follows: one leader, the right one,
+// no overlap, and a lock in a state DESIGN.md names.
+func (r *runner) round(ctx context.Context, i int) {
+	k := r.draw()
+	old, oldSpan := r.leader(ctx, electTimeout, harness.Span{})
+	if i > 0 {
+		Expect(oldSpan).To(And(HaveField("Process", r.last.Process), HaveField("Start", r.last.Start)),
+			"the leader changed between rounds %d and %d, with no disruption", i, i+1)
+	}
+	By(fmt.Sprintf("round %d: %s (leader %s)", i+1, k, old.name))
+	res := result{kind: k}
+	t0 := witness.Now()
+	switch k {
+	case kill:
+		old.proc.Kill()
+		Expect(cp.DeletePodGracefully(ctx, old.pod)).To(Succeed())
+		r.remove(old)
+	case term:
+		Expect(old.proc.Stop(terminateGrace)).To(Succeed(), "SIGTERM: the manager must exit 0")
+		Expect(cp.DeletePodGracefully(ctx, old.pod)).To(Succeed())
+		r.remove(old)
+	case evict:
+		Expect(cp.SetPodPhase(ctx, old.pod, corev1.PodFailed, "Evicted")).To(Succeed())
+		Eventually(old.proc.Done()).WithTimeout(exitTimeout).Should(BeClosed(), "an evicted leader must stop")
+		Expect(cp.ForceDeletePod(ctx, old.pod)).To(Succeed()) // a Failed Pod goes at once
+		r.remove(old)
+	case statefulSet:
+		Expect(old.proc.Stop(terminateGrace)).To(Succeed())
+		Expect(cp.DeletePodGracefully(ctx, old.pod)).To(Succeed())
+		r.remove(old)
+		r.startCandidate(ctx, old.name)
+	case containerRestart:
+		old.proc.Kill()
+		r.run(old)
+	case nodeNotReady:
+		Expect(cp.SetNodeReady(ctx, old.pod.Spec.NodeName, false)).To(Succeed())
+		r.expectSteady(ctx, old, holdFault)
+		Expect(cp.SetNodeReady(ctx, old.pod.Spec.NodeName, true)).To(Succeed())
+	case apiserverRestart:
+		Expect(cp.RestartAPIServer(ctx)).To(Succeed())
+	case cutLatency, cutBlackhole, cutReset:
+		target := old
+		if r.rng.IntN(2) == 0 { // the leader or a follower, at random
+			target = r.cands[r.rng.IntN(len(r.cands))]
+		}
+		Expect(target.proxy.Inject(faultOf(k))).To(Succeed())
+		r.expectSteady(ctx, old, holdFault)
+		Expect(target.proxy.Heal()).To(Succeed())
+	}
+
+	var not harness.Span // a disruption that must not move the lock: the same span goes on
+	if k.changesLeader() || k == containerRestart {
+		not = oldSpan
+	}
+	now, nowSpan := r.leader(ctx, electTimeout, not)
+	switch {
+	case k.changesLeader():
+		Expect(nowSpan.Process).NotTo(Equal(oldSpan.Process))
+		if k != statefulSet {
+			Expect(now.name).NotTo(Equal(old.name), "the disrupted Pod cannot lead again")
+		}
+		res.latency, res.changed = nowSpan.Start-t0, true
+	case k == containerRestart:
+		Expect(now.name).To(Equal(old.name), "the lock stays with the Pod whose container restarted")
+		Expect(nowSpan.Process).NotTo(Equal(oldSpan.Process))
+		res.latency = nowSpan.Start - t0
+	default:
+		Expect(nowSpan.Process).To(Equal(oldSpan.Process), "%s must not move the lock", k)
+		Expect(nowSpan.Start).To(Equal(oldSpan.Start), "%s must not interrupt the leader", k)
+	}
+	if k == evict {
+		res.fence = r.endOf(oldSpan.Process) - t0
+		Expect(res.fence).To(BeNumerically("<=", fenceBound), "the evicted leader acted too long after losing its lock")
+	}
+	Expect(r.history().Check()).To(Succeed(), "round %d (%s)", i+1, k)
+	Expect(r.lockStates.violations()).To(BeEmpty(), "round %d (%s)", i+1, k)
+	r.results, r.last = append(r.results, res), nowSpan
+	for len(r.cands) < *candidates {
+		r.startCandidate(ctx, r.newName())
+	}
+}
+
+// expectSteady asserts that leader goes on acting, alone, for d.
+func (r *runner) expectSteady(ctx context.Context, leader *candidate, d time.Duration) {
+	Consistently(ctx, func() []string { return r.history().Acting() }).WithTimeout(d).WithPolling(20 * time.Millisecond).
+		Should(ConsistOf(leader.name))
+}
+
+func (r *runner) endOf(process string) time.Duration {
+	for _, s := range r.history().Spans() {
+		if s.Process == process {
+			return s.End
+		}
+	}
+	Fail(process + " has no span")
+	return 0
+}
+
+func faultOf(k kind) FaultKind {
+	switch k {
+	case cutLatency:
+		return Latency
+	case cutBlackhole:
+		return Blackhole
+	}
+	return Reset
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
