@@ -67,7 +67,7 @@ demo: envtest ## Run the failover demo: three example managers on a local contro
 	@assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go run ./test/demo
 
 .PHONY: test-chaos
-test-chaos: envtest ## Run the short chaos run: every kind of disruption twice, on separate manager processes.
+test-chaos: envtest ## Run the short chaos run: every kind of disruption four times, on separate manager processes.
 	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m . -args -ginkgo.v
 
 ROUNDS ?= 1000

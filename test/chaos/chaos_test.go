@@ -15,7 +15,7 @@ import (
 	"github.com/lifelock/lifelock/test/harness"
 )
 
-// The run's shape. `make test` runs the default, a short run that draws every kind of disruption twice;
+// The run's shape. `make test` runs the default, a short run that draws every kind of disruption four times;
 // `make chaos ROUNDS=1000 SEED=…` a long one.
 var (
 	rounds     = flag.Int("chaos.rounds", 4*len(allKinds), "number of disruptions")

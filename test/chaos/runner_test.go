@@ -40,7 +40,9 @@ var allKinds = []kind{kill, term, evict, statefulSet, containerRestart, nodeNotR
 
 // changesLeader says whether a disruption ends the leader's term, so that another Pod leads after it.
 // A container restart keeps the lock with the same Pod; the others must not move it.
-func (k kind) changesLeader() bool { return k == kill || k == term || k == evict || k == statefulSet }
+func (k kind) changesLeader() bool {
+	return k == kill || k == term || k == evict || k == statefulSet
+}
 
 const (
 	lockName       = "lifelock-example" // examples/manager's LeaderElectionID
@@ -48,6 +50,13 @@ const (
 	exitTimeout    = 15 * time.Second   // for a disrupted process to exit
 	holdFault      = 2 * time.Second    // how long a fault (NotReady, a proxy fault) lasts
 	terminateGrace = 10 * time.Second
+	// After a connection fault or an API server outage, client-go's reflectors back off (0.8 s, doubling
+	// with each failure) before they watch again, and until then a process's view of the cluster is stale.
+	// A leader in that state is one "cut off from the API server", for which the guarantee beyond the
+	// kubelet contract does not hold (an eviction written then is seen late; see the README's known
+	// limit), so the next round waits, with the leader steady, until the watches have had time to resume.
+	settleAfterFault  = 2 * time.Second
+	settleAfterOutage = 4 * time.Second
 )
 
 // fenceBound is how long a leader that lost its lock may go on acting: the acquisition grace that a
@@ -81,6 +90,7 @@ type runner struct {
 	witness    *harness.WitnessReader
 	lockStates *lockStates
 	cands      []*candidate
+	all        []*candidate // every candidate ever started, for the report of a failure
 	deck       []kind
 	next       int // for candidate names
 	results    []result
@@ -96,9 +106,12 @@ func newRunner(ctx context.Context, s int64) *runner {
 	DeferCleanup(func() {
 		for _, c := range r.cands {
 			c.proc.Kill()
-			if CurrentSpecReport().Failed() {
-				GinkgoWriter.Printf("--- output of %s (last 4 KiB) ---\n%s\n", c.name, tail(c.proc.Output(), 4096))
-			}
+		}
+		if !CurrentSpecReport().Failed() {
+			return
+		}
+		for _, c := range r.all[max(0, len(r.all)-6):] { // the last ones, alive or not
+			GinkgoWriter.Printf("--- output of %s (last 4 KiB) ---\n%s\n", c.name, tail(c.proc.Output(), 4096))
 		}
 	})
 	for range *candidates {
@@ -127,7 +140,7 @@ func (r *runner) startCandidate(ctx context.Context, name string) *candidate {
 	Expect(KubeconfigThrough(cp.Kubeconfig, c.proxy.Addr(), kubeconfig)).To(Succeed())
 	c.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, witness.DirEnv+"="+r.dir)
 	r.run(c)
-	r.cands = append(r.cands, c)
+	r.cands, r.all = append(r.cands, c), append(r.all, c)
 	return c
 }
 
@@ -229,6 +242,7 @@ func (r *runner) round(ctx context.Context, i int) {
 		Expect(cp.SetNodeReady(ctx, old.pod.Spec.NodeName, true)).To(Succeed())
 	case apiserverRestart:
 		Expect(cp.RestartAPIServer(ctx)).To(Succeed())
+		r.expectSteady(ctx, old, settleAfterOutage)
 	case cutLatency, cutBlackhole, cutReset:
 		target := old
 		if r.rng.IntN(2) == 0 { // the leader or a follower, at random
@@ -237,6 +251,7 @@ func (r *runner) round(ctx context.Context, i int) {
 		Expect(target.proxy.Inject(faultOf(k))).To(Succeed())
 		r.expectSteady(ctx, old, holdFault)
 		Expect(target.proxy.Heal()).To(Succeed())
+		r.expectSteady(ctx, old, settleAfterFault)
 	}
 
 	var not harness.Span // a disruption that must not move the lock: the same span goes on
@@ -259,11 +274,11 @@ func (r *runner) round(ctx context.Context, i int) {
 		Expect(nowSpan.Process).To(Equal(oldSpan.Process), "%s must not move the lock", k)
 		Expect(nowSpan.Start).To(Equal(oldSpan.Start), "%s must not interrupt the leader", k)
 	}
+	Expect(r.history().Check()).To(Succeed(), "round %d (%s)", i+1, k)
 	if k == evict {
 		res.fence = r.endOf(oldSpan.Process) - t0
 		Expect(res.fence).To(BeNumerically("<=", fenceBound), "the evicted leader acted too long after losing its lock")
 	}
-	Expect(r.history().Check()).To(Succeed(), "round %d (%s)", i+1, k)
 	Expect(r.lockStates.violations()).To(BeEmpty(), "round %d (%s)", i+1, k)
 	r.results, r.last = append(r.results, res), nowSpan
 	for len(r.cands) < *candidates {
@@ -277,14 +292,11 @@ func (r *runner) expectSteady(ctx context.Context, leader *candidate, d time.Dur
 		Should(ConsistOf(leader.name))
 }
 
+// endOf returns when the process stopped acting, on the witness clock.
 func (r *runner) endOf(process string) time.Duration {
-	for _, s := range r.history().Spans() {
-		if s.Process == process {
-			return s.End
-		}
-	}
-	Fail(process + " has no span")
-	return 0
+	spans := r.history().Find(func(s harness.Span) bool { return s.Process == process })
+	Expect(spans).To(HaveLen(1), "spans of process %s", process)
+	return spans[0].End
 }
 
 func faultOf(k kind) FaultKind {

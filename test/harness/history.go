@@ -77,6 +77,17 @@ func (h *History) Spans() []Span {
 	return out
 }
 
+// Find returns the spans that match, in start order.
+func (h *History) Find(match func(Span) bool) []Span {
+	var out []Span
+	for _, s := range h.Spans() {
+		if match(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Acting returns who is acting now (spans not stopped).
 func (h *History) Acting() []string {
 	var out []string

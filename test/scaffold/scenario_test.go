@@ -165,26 +165,18 @@ func (s *scenario) electedOf(timeout time.Duration, a, b *replica) (leader, othe
 }
 
 // startOf returns when who started acting, on the witness clock.
-func (s *scenario) startOf(who string) time.Duration {
-	for _, span := range s.history().Spans() {
-		if span.Who == who {
-			return span.Start
-		}
-	}
-	Fail(who + " never acted")
-	return 0
-}
+func (s *scenario) startOf(who string) time.Duration { return s.spansOf(who)[0].Start }
 
 // endOf returns when who last stopped acting, on the witness clock.
 func (s *scenario) endOf(who string) time.Duration {
-	var end time.Duration
-	for _, span := range s.history().Spans() {
-		if span.Who == who {
-			end = span.End
-		}
-	}
-	Expect(end).NotTo(BeZero(), who+" never acted")
-	return end
+	spans := s.spansOf(who)
+	return spans[len(spans)-1].End
+}
+
+func (s *scenario) spansOf(who string) []harness.Span {
+	spans := s.history().Find(func(span harness.Span) bool { return span.Who == who })
+	Expect(spans).NotTo(BeEmpty(), who+" never acted")
+	return spans
 }
 
 // lease reads the lock, the Lease named after the scaffold's LeaderElectionID.
