@@ -95,7 +95,7 @@ func (f *Faults) Proxy(name, upstream string) (*Proxy, error) {
 	if err := f.server.Collection.Add(tp, true); err != nil {
 		return nil, fmt.Errorf("starting proxy %q to %s: %w", name, upstream, err)
 	}
-	// Start has replaced port 0 with the port it got; a restart (Restore) listens there again.
+	// Start has replaced port 0 with the port it got.
 	return &Proxy{faults: f, proxy: tp, addr: tp.Listen, active: map[FaultKind][]string{}}, nil
 }
 
@@ -109,8 +109,7 @@ type Proxy struct {
 	active map[FaultKind][]string // the names of the toxics in place, by the fault they make up
 }
 
-// Addr returns the address the proxy listens on, as host:port. It stays the same through Cut and
-// Restore.
+// Addr returns the address the proxy listens on, as host:port.
 func (p *Proxy) Addr() string { return p.addr }
 
 // Inject puts the fault kind in place on the proxy, for the connections already open as well as for new
@@ -159,21 +158,6 @@ func (p *Proxy) Heal() error {
 		delete(p.active, kind)
 	}
 	return errors.Join(errs...)
-}
-
-// Cut takes the proxy down entirely: it stops listening, so new connections are refused, and closes every
-// open connection. The faults that were injected stay in place for after Restore.
-func (p *Proxy) Cut() {
-	p.proxy.Stop()
-}
-
-// Restore brings a Cut proxy back up, listening on the same address as before. It fails if that port was
-// taken by something else in the meantime. Restoring a proxy that is up does nothing.
-func (p *Proxy) Restore() error {
-	if err := p.proxy.Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
-		return fmt.Errorf("restarting proxy %q on %s: %w", p.proxy.Name, p.addr, err)
-	}
-	return nil
 }
 
 // Close stops the proxy for good, closing its listener and connections, and forgets it, so its name can be

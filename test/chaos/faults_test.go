@@ -286,38 +286,6 @@ func TestFaultsAddUpAndHealRemovesAll(t *testing.T) {
 	healthy(t, p, 100*time.Millisecond)
 }
 
-func TestCutRestore(t *testing.T) {
-	p := newProxy(t)
-	addr := p.Addr()
-	old := dial(t, addr)
-	if _, err := roundTrip(old, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	p.Cut()
-	p.Cut() // again: no-op
-	if _, err := roundTrip(old, 2*time.Second); err == nil {
-		t.Fatal("a connection open before Cut still works")
-	} else {
-		t.Logf("connection open before Cut: %v", err)
-	}
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		_ = c.Close()
-		t.Fatal("the cut proxy still accepts connections")
-	} else if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("dialing the cut proxy: %v, want connection refused", err)
-	}
-	if err := p.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Restore(); err != nil { // again: no-op
-		t.Fatal(err)
-	}
-	if p.Addr() != addr || p.proxy.Listen != addr {
-		t.Fatalf("restored on %s (Addr %s), want %s", p.proxy.Listen, p.Addr(), addr)
-	}
-	healthy(t, p, 100*time.Millisecond)
-}
-
 func TestProxyClose(t *testing.T) {
 	f := NewFaults()
 	t.Cleanup(f.Close)
