@@ -42,11 +42,13 @@ CHAOS_DIR = test/chaos
 vet: ## Run go vet against code.
 	go vet ./...
 	cd $(CHAOS_DIR) && go vet ./...
+	cd $(BENCH_DIR) && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 	$(GOLANGCI_LINT) run ./...
 	cd $(CHAOS_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+	cd $(BENCH_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 
 # The scaffold suite builds two kubebuilder projects; it runs after the others, not beside them, so that
 # its compiles do not take the CPU from timing-sensitive specs.
@@ -76,6 +78,15 @@ SEED ?= 0
 chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n]; writes chaos-report.md.
 	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 0 . \
 		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.report=$(CURDIR)/chaos-report.md
+
+# The benchmark is its own Go module too (operator-lib, one of the implementations it compares, stays out
+# of the library's go.mod).
+BENCH_DIR = test/bench
+BENCH_OUT ?= $(CURDIR)/bench-results
+QUICK ?=
+.PHONY: bench
+bench: envtest ## Compare lifelock, controller-runtime's Lease election and operator-lib on a local control plane; writes bench-results/ (QUICK=1: a short run).
+	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) $(if $(QUICK),-quick)
 
 ##@ Build
 

@@ -58,10 +58,19 @@ type ControlPlane struct {
 	dir       string
 }
 
+// Options changes how Start runs the control plane.
+type Options struct {
+	// APIServerFlags are set on kube-apiserver beside envtest's own, name (without "--") to value.
+	APIServerFlags map[string]string
+}
+
 // Start starts kube-apiserver, etcd and kube-controller-manager (garbagecollector and podgc only) and waits
 // until the garbage collector really collects. kube-controller-manager's log is kept in a temporary
 // directory that Stop removes.
-func Start(ctx context.Context) (*ControlPlane, error) {
+func Start(ctx context.Context) (*ControlPlane, error) { return StartWith(ctx, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, o Options) (*ControlPlane, error) {
 	assets := AssetsDir()
 	for _, b := range []string{"kube-apiserver", "etcd", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
@@ -80,6 +89,9 @@ func Start(ctx context.Context) (*ControlPlane, error) {
 	apiServer := cp.env.ControlPlane.GetAPIServer()
 	// Without it, kube-apiserver waits up to --request-timeout for open watches when it stops.
 	apiServer.Configure().Set("shutdown-send-retry-after", "true")
+	for name, value := range o.APIServerFlags {
+		apiServer.Configure().Set(name, value)
+	}
 	// A fixed certificate directory outlives kube-apiserver's Stop (envtest deletes a temporary one and
 	// makes a new serving CA on the next Start), so RestartAPIServer keeps every connection handed out valid.
 	apiServer.CertDir = filepath.Join(dir, "kube-apiserver")

@@ -65,6 +65,10 @@ func (p *Process) start() error {
 	return nil
 }
 
+// Pid is the process's ID. A Pod's process keeps it when the sandbox executes the program (see
+// sandbox_linux.go), so it names the program, as /proc/<pid> does.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed once the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 

@@ -1,0 +1,85 @@
+// Command candidate is one replica of an operator in the benchmark: a controller-runtime manager whose only
+// leader-only work is a witness.Recorder, so that its first action as leader is recorded on the machine's
+// monotonic clock and the API requests it makes are its election's alone (it has no controllers and no
+// caches).
+//
+// -impl picks how it elects its leader:
+//
+//	life   lifelock, through manageropts (--leader-elect --leader-elect-mode=life)
+//	lease  controller-runtime's Lease election with its defaults (15 s / 10 s / 2 s, no release on cancel)
+//	oplib  operator-lib's leader.Become before the manager starts, as operator-lib's docs show
+//
+// The benchmark runs it as the container of a Pod (harness.StartPodProcess).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/operator-framework/operator-lib/leader"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/lifelock/lifelock/pkg/manageropts"
+	"github.com/lifelock/lifelock/test/harness/witness"
+)
+
+func main() {
+	impl := flag.String("impl", "", "election implementation: life, lease or oplib")
+	lock := flag.String("lock", "", "name of the lock object")
+	flag.Parse()
+	ctrl.SetLogger(zap.New())
+	if err := run(ctrl.SetupSignalHandler(), *impl, *lock); err != nil {
+		fmt.Fprintf(os.Stderr, "candidate: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, impl, lock string) error {
+	if lock == "" {
+		return fmt.Errorf("-lock is empty; name the lock object")
+	}
+	podName, err := os.Hostname() // in a Pod (and in the harness's sandbox) the hostname is the Pod's name
+	if err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	mo := manager.Options{
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		LeaderElectionID:       lock,
+	}
+	var mgr manager.Manager
+	switch impl {
+	case "life", "lease":
+		mo.LeaderElection = true
+		opts := &manageropts.Options{Mode: manageropts.Mode(impl)}
+		mgr, err = opts.NewManager(cfg, mo)
+	case "oplib":
+		// operator-lib reads its Pod's name from POD_NAME, which its docs have the Deployment set through the
+		// downward API; the harness's sandbox sets only the hostname, which is the same name.
+		if err := os.Setenv("POD_NAME", podName); err != nil {
+			return err
+		}
+		if err := leader.Become(ctx, lock); err != nil {
+			return fmt.Errorf("operator-lib leader.Become: %w", err)
+		}
+		mgr, err = manager.New(cfg, mo)
+	default:
+		return fmt.Errorf("-impl=%q: use life, lease or oplib", impl)
+	}
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(witness.Recorder{Who: podName}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,135 @@
+// Command bench compares leader election implementations on one local control plane (kube-apiserver, etcd
+// and kube-controller-manager's garbage collector, from `make envtest`): lifelock in life mode,
+// controller-runtime's Lease election with its defaults, and operator-lib's leader.Become.
+//
+// For each implementation and each number N of candidates per lock it measures the API requests the
+// election makes in steady state (from kube-apiserver's apiserver_request_total), the candidates' memory and
+// CPU, and the failover latency after a crash and after a graceful hand-off. It writes results.md, three CSV
+// files and failover.png into -out. Run it with `make bench` (or `make bench QUICK=1`).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lifelock/lifelock/test/harness"
+)
+
+func main() {
+	out := flag.String("out", "bench-results", "directory the results are written to")
+	quick := flag.Bool("quick", false, "a short run: N=3 and 10, 5 failovers per scenario, 6 s windows (rough numbers)")
+	flag.Parse()
+	cfg := config{ns: []int{3, 10, 100}, impls: allImpls, reps: 30, window: 30 * time.Second, maxProcs: 500, maxRounds: 4}
+	if *quick {
+		cfg = config{ns: []int{3, 10}, impls: allImpls, reps: 5, window: 6 * time.Second, maxProcs: 100, maxRounds: 1}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := measure(ctx, cfg, *out); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func measure(ctx context.Context, cfg config, out string) error {
+	started := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Printf("%s %s\n", time.Since(started).Round(time.Second), fmt.Sprintf(format, args...))
+	}
+	work, err := os.MkdirTemp("", "lifelock-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+
+	bin := filepath.Join(work, "candidate")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./candidate")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the candidate: %v\n%s", err, b)
+	}
+	logf("built the candidate")
+
+	// Without the endpoint reconciler, kube-apiserver's only periodic API requests are its identity-Lease
+	// renewals, which the steady-state windows count separately.
+	cp, err := harness.StartWith(ctx, harness.Options{APIServerFlags: map[string]string{"endpoint-reconciler-type": "none"}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			logf("stopping the control plane: %v", err)
+		}
+	}()
+	b := &bench{cfg: cfg, cp: cp, candidateBin: bin, workDir: work, logf: logf}
+	for k := range 10 {
+		name := fmt.Sprintf("bench-node-%d", k)
+		if err := cp.EnsureNode(ctx, name); err != nil {
+			return err
+		}
+		if err := cp.SetNodeReady(ctx, name, true); err != nil {
+			return err
+		}
+		b.nodes = append(b.nodes, name)
+	}
+	logf("control plane up")
+
+	rn := &run{Machine: machine(), Started: started, Cfg: cfg}
+	rn.Baseline = &result{Impl: "none", Window: cfg.window}
+	if err := b.steady(ctx, &group{b: b, cands: map[string]*candidate{}}, rn.Baseline); err != nil {
+		return fmt.Errorf("baseline window: %w", err)
+	}
+	logf("baseline (no candidates): %s", rn.Baseline.breakdown())
+	for _, n := range cfg.ns {
+		for _, i := range cfg.impls {
+			r, err := b.run(ctx, i, n)
+			if err != nil {
+				return fmt.Errorf("%s with N=%d: %w", i, n, err)
+			}
+			rn.Results = append(rn.Results, r)
+			logf("%s N=%d: %s", i, n, r.breakdown())
+		}
+	}
+	rn.Took = time.Since(started)
+	if err := rn.writeFiles(out); err != nil {
+		return err
+	}
+	fmt.Print("\n" + rn.markdown())
+	logf("wrote %s", out)
+	return nil
+}
+
+// machine describes the CPU, the core count and the memory.
+func machine() string {
+	model := runtime.GOARCH
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					if kib, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+						mem = fmt.Sprintf(", %d GiB", (kib+512*1024)/(1024*1024))
+					}
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s, %s, kube-apiserver v%s", model, runtime.NumCPU(), mem, runtime.Version(), harness.K8sVersion)
+}
