@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -93,7 +94,12 @@ func New(ctx context.Context, cfg *rest.Config, name string, opts Options) (*Loc
 	if cfg == nil {
 		return nil, errors.New("creating lock: the rest.Config is nil")
 	}
-	client, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "lifelock"))
+	cfg = rest.AddUserAgent(rest.CopyConfig(cfg), "lifelock")
+	// Protobuf, as Kubernetes' own components use for built-in types: every candidate decodes each change
+	// of the lock and of its holder's Pod, and with many candidates that decoding is what a failover waits on.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating lock %s: %w", name, err)
 	}
@@ -208,6 +214,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		return nil, nil, err
 	}
 	deadline := time.Now().Add(l.opts.FollowerWait)
+	var spreadUntil time.Time // when this follower may try for a lock it found free (see Options.AcquireSpread)
 	for {
 		l.mu.Lock()
 		ch := l.changed
@@ -215,6 +222,17 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		mayWait := l.phase == following
 		l.mu.Unlock()
 
+		if !a.held && mayWait && *l.opts.AcquireSpread > 0 {
+			if spreadUntil.IsZero() {
+				spreadUntil = time.Now().Add(rand.N(*l.opts.AcquireSpread))
+			}
+			if time.Now().Before(spreadUntil) {
+				if !l.waitChange(ctx, ch, time.Until(spreadUntil)) {
+					return nil, nil, l.closedErr(ctx)
+				}
+				continue // judge again: another candidate may have taken it
+			}
+		}
 		if a.confirm != nil {
 			gone, err := l.confirmGone(ctx, *a.confirm)
 			if err != nil {
@@ -230,6 +248,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 			}
 		}
 		if a.held && mayWait && time.Now().Before(deadline) {
+			spreadUntil = time.Time{}
 			if !l.waitChange(ctx, ch, time.Until(deadline)) {
 				return nil, nil, l.closedErr(ctx)
 			}
@@ -399,7 +418,7 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	l.mu.Unlock()
 	updated, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, takenOver(j.lease, l.own, time.Now()), metav1.UpdateOptions{})
-	if err != nil && j.holderGone && (apierrors.IsNotFound(err) || apierrors.IsConflict(err)) {
+	if err != nil && j.holderGone && apierrors.IsNotFound(err) {
 		// The garbage collector may delete a gone holder's lock between Get's decision and this write. The
 		// holder is confirmed gone, so the lock is free to create now rather than after the elector's back-off.
 		created, cerr := l.client.CoordinationV1().Leases(l.namespace).Create(ctx, newLock(l.namespace, l.name, l.own, time.Now()), metav1.CreateOptions{})

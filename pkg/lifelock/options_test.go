@@ -33,7 +33,7 @@ func TestValidateLockName(t *testing.T) {
 
 func TestOptionsDefaultsAndValidation(t *testing.T) {
 	o := Options{}.setDefaults()
-	if *o.AcquisitionGrace != DefaultAcquisitionGrace || o.RetryPeriod != DefaultRetryPeriod || o.Logger == nil {
+	if *o.AcquisitionGrace != DefaultAcquisitionGrace || *o.AcquireSpread != DefaultAcquireSpread || o.RetryPeriod != DefaultRetryPeriod || o.Logger == nil {
 		t.Errorf("defaults = %+v", o)
 	}
 	if DefaultAcquisitionGrace <= DefaultRenewDeadline+DefaultRetryPeriod {
@@ -43,8 +43,11 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 	if got := (Options{AcquisitionGrace: &zero}).setDefaults(); *got.AcquisitionGrace != 0 {
 		t.Errorf("an explicit zero grace was replaced by %s", *got.AcquisitionGrace)
 	}
+	if got := (Options{AcquireSpread: &zero}).setDefaults(); *got.AcquireSpread != 0 {
+		t.Errorf("an explicit zero spread was replaced by %s", *got.AcquireSpread)
+	}
 	neg := -time.Second
-	for _, bad := range []Options{{AcquisitionGrace: &neg}, {RetryPeriod: -1}, {Namespace: "Not A Namespace"}} {
+	for _, bad := range []Options{{AcquisitionGrace: &neg}, {AcquireSpread: &neg}, {RetryPeriod: -1}, {Namespace: "Not A Namespace"}} {
 		if err := bad.validate(); err == nil {
 			t.Errorf("validate(%+v) = nil", bad)
 		}

@@ -57,11 +57,13 @@ type bench struct {
 	workDir      string
 	nodes        []string
 	logf         func(format string, args ...any)
+	baseWatches  requestCounts // open before any candidate ran (the baseline window sets it)
 }
 
 // sample is one failover.
 type sample struct {
 	Group    int
+	At       time.Duration // the delete request, on CLOCK_MONOTONIC (witness.Now)
 	Latency  time.Duration
 	From, To string // the Pods of the old and the new leader
 }
@@ -82,6 +84,8 @@ type result struct {
 	Requests requestCounts // by the candidates over Window: apiserver_request_total, less the API server's own
 	// OwnLeaseWrites are the API server's renewals of its identity Lease during Window, left out of Requests.
 	OwnLeaseWrites float64
+	// Watches are the watches the candidates hold open at the end of Window.
+	Watches requestCounts
 	Procs          []procSample
 	Groups         int
 	Failovers      map[scenario][]sample
@@ -204,7 +208,7 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 		}
 		stats = append(stats, stat{c, ps})
 	}
-	before, err := scrapeRequests(ctx, b.cp.Client)
+	before, err := scrapeMetrics(ctx, b.cp.Client)
 	if err != nil {
 		return err
 	}
@@ -212,12 +216,24 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 	if err := sleep(ctx, b.cfg.window); err != nil {
 		return err
 	}
-	after, err := scrapeRequests(ctx, b.cp.Client)
+	after, err := scrapeMetrics(ctx, b.cp.Client)
 	if err != nil {
 		return err
 	}
 	res.OwnLeaseWrites = float64(ownWrites.Load() - ownBefore)
-	res.Requests = after.minus(before)
+	res.Requests = after.Requests.minus(before.Requests)
+	// A watch is counted when it ends; the ones that ended in the window are the control plane's own
+	// (kube-controller-manager renews its watches every 5 to 10 minutes). What the candidates hold is the
+	// number of watches open, over what was open before any candidate ran.
+	for r := range res.Requests {
+		if r.Verb == "WATCH" {
+			delete(res.Requests, r)
+		}
+	}
+	if b.baseWatches == nil {
+		b.baseWatches = after.Watches
+	}
+	res.Watches = after.Watches.minus(b.baseWatches)
 	own := request{Verb: "PUT", Resource: "leases"}
 	if res.Requests[own] -= res.OwnLeaseWrites; res.Requests[own] == 0 {
 		delete(res.Requests, own)

@@ -220,7 +220,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 	if err := g.add(ctx, 1); err != nil {
 		return sample{}, err
 	}
-	return sample{Latency: next.Start - t0, From: pod.Name, To: next.Who}, nil
+	return sample{At: t0, Latency: next.Start - t0, From: pod.Name, To: next.Who}, nil
 }
 
 // stop kills every candidate and returns how many pairs of acting intervals overlapped (0, or 1 if any).

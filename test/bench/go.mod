@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/lifelock/lifelock v0.0.0
 	github.com/operator-framework/operator-lib v0.19.0
+	go.uber.org/zap v1.27.1
 	golang.org/x/image v0.48.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
@@ -50,7 +51,6 @@ require (
 	github.com/spf13/pflag v1.1.0 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	go.uber.org/zap v1.27.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.57.0 // indirect

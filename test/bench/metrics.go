@@ -30,23 +30,48 @@ func (r request) isWrite() bool {
 // requestCounts counts API requests by kind.
 type requestCounts map[request]float64
 
-// scrapeRequests reads apiserver_request_total from the API server's /metrics.
-func scrapeRequests(ctx context.Context, c kubernetes.Interface) (requestCounts, error) {
-	raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scraping the API server's /metrics: %w", err)
-	}
-	return parseRequestTotals(raw)
+// apiserverMetrics is what the benchmark reads from kube-apiserver's /metrics.
+type apiserverMetrics struct {
+	// Requests is apiserver_request_total: requests served so far. A watch counts once it has ended.
+	Requests requestCounts
+	// Watches is apiserver_longrunning_requests for the verb WATCH: the watches open now.
+	Watches requestCounts
 }
 
-// parseRequestTotals sums apiserver_request_total by verb and resource over its other labels (code, scope,
-// group, version, ...). Requests for no resource (discovery, /metrics itself) are left out: they are not an
-// election's.
+// scrapeMetrics reads apiserver_request_total and apiserver_longrunning_requests from the API server.
+func scrapeMetrics(ctx context.Context, c kubernetes.Interface) (apiserverMetrics, error) {
+	raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return apiserverMetrics{}, fmt.Errorf("scraping the API server's /metrics: %w", err)
+	}
+	var m apiserverMetrics
+	if m.Requests, err = parseSamples(raw, "apiserver_request_total"); err != nil {
+		return m, err
+	}
+	if m.Watches, err = parseSamples(raw, "apiserver_longrunning_requests"); err != nil {
+		return m, err
+	}
+	for r := range m.Watches {
+		if r.Verb != "WATCH" {
+			delete(m.Watches, r)
+		}
+	}
+	return m, nil
+}
+
+// parseRequestTotals sums apiserver_request_total by verb and resource; see parseSamples.
 func parseRequestTotals(text []byte) (requestCounts, error) {
+	return parseSamples(text, "apiserver_request_total")
+}
+
+// parseSamples sums the samples of a metric labelled by verb and resource (apiserver_request_total,
+// apiserver_longrunning_requests) by those two, over its other labels (code, scope, group, version, ...).
+// Requests for no resource (discovery, /metrics itself) are left out: they are not an election's.
+func parseSamples(text []byte, name string) (requestCounts, error) {
 	counts := requestCounts{}
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	const metric = "apiserver_request_total{"
+	metric := name + "{"
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, metric) {

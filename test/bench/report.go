@@ -49,7 +49,7 @@ func (r *result) writesPerMin() float64 {
 }
 
 func (r *result) readsPerMin() float64 {
-	return r.perMinute(r.Requests.sum(func(q request) bool { return !q.isWrite() && q.Verb != "WATCH" }))
+	return r.perMinute(r.Requests.sum(func(q request) bool { return !q.isWrite() }))
 }
 
 // nonWatchPerCandidate is the steady-state rate of requests other than watches, per candidate.
@@ -135,6 +135,7 @@ func (rn *run) markdown() string {
 			{"election writes / min", (*result).writesPerMin, num},
 			{"election reads / min (no watches)", (*result).readsPerMin, num},
 			{"non-watch requests / min per candidate", (*result).nonWatchPerCandidate, num},
+			{"open watches per candidate", func(r *result) float64 { return r.Watches.sum(func(request) bool { return true }) / float64(r.N) }, num},
 			{"crash failover p50 (ms)", func(r *result) float64 { return msOf(percentile(latencies(r.Failovers[crash]), 0.5)) }, num},
 			{"crash failover p99 (ms)", func(r *result) float64 { return msOf(percentile(latencies(r.Failovers[crash]), 0.99)) }, num},
 			{"hand-off p50 (ms)", func(r *result) float64 { return msOf(percentile(latencies(r.Failovers[handoff]), 0.5)) }, num},
@@ -179,11 +180,11 @@ func (rn *run) markdown() string {
 		}
 	}
 	p("\nSteady-state requests per minute, by verb and resource (all candidates of one lock):\n\n")
-	p("| N | implementation | requests / min |\n|---:|---|---|\n")
+	p("| N | implementation | requests / min | watches open |\n|---:|---|---|---|\n")
 	for _, n := range rn.Cfg.ns {
 		for _, i := range rn.Cfg.impls {
 			if r := rn.find(i, n); r != nil {
-				p("| %d | %s | %s |\n", n, i, r.breakdown())
+				p("| %d | %s | %s | %s |\n", n, i, r.breakdown(), listCounts(r.Watches, func(v float64) float64 { return v }))
 			}
 		}
 	}
@@ -197,13 +198,16 @@ func (rn *run) markdown() string {
 func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // breakdown lists the requests per minute by kind, most frequent first.
-func (r *result) breakdown() string {
+func (r *result) breakdown() string { return listCounts(r.Requests, r.perMinute) }
+
+// listCounts lists counts by kind, scaled, largest first.
+func listCounts(counts requestCounts, scale func(float64) float64) string {
 	type kv struct {
 		k request
 		v float64
 	}
 	var kvs []kv
-	for k, v := range r.Requests {
+	for k, v := range counts {
 		kvs = append(kvs, kv{k, v})
 	}
 	if len(kvs) == 0 {
@@ -217,7 +221,7 @@ func (r *result) breakdown() string {
 	})
 	var parts []string
 	for _, e := range kvs {
-		parts = append(parts, fmt.Sprintf("%s %s", e.k, num(r.perMinute(e.v))))
+		parts = append(parts, fmt.Sprintf("%s %s", e.k, num(scale(e.v))))
 	}
 	return strings.Join(parts, ", ")
 }

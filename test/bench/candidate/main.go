@@ -19,6 +19,7 @@ import (
 	"os"
 
 	"github.com/operator-framework/operator-lib/leader"
+	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -32,7 +33,7 @@ func main() {
 	impl := flag.String("impl", "", "election implementation: life, lease or oplib")
 	lock := flag.String("lock", "", "name of the lock object")
 	flag.Parse()
-	ctrl.SetLogger(zap.New())
+	ctrl.SetLogger(zap.New(func(o *zap.Options) { o.TimeEncoder = zapcore.RFC3339NanoTimeEncoder }))
 	if err := run(ctrl.SetupSignalHandler(), *impl, *lock); err != nil {
 		fmt.Fprintf(os.Stderr, "candidate: %v\n", err)
 		os.Exit(1)
