@@ -222,7 +222,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		mayWait := l.phase == following
 		l.mu.Unlock()
 
-		if !a.held && mayWait && *l.opts.AcquireSpread > 0 {
+		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && *l.opts.AcquireSpread > 0 {
 			if spreadUntil.IsZero() {
 				spreadUntil = time.Now().Add(rand.N(*l.opts.AcquireSpread))
 			}

@@ -72,10 +72,10 @@ type Options struct {
 	// or it was released). A follower that finds it free waits on its watches for a random time up to
 	// AcquireSpread before it tries, and does not try at all if another candidate takes the lock meanwhile.
 	// With many candidates the first attempt still comes almost at once, and most of the others see it
-	// succeed and send nothing: without a spread, every follower sends its requests at the same moment,
-	// and with 100 candidates on a 2-core control plane that burst delayed the winner by ~200 ms. With a
-	// single follower the spread adds AcquireSpread/2 to a failover on average. Zero makes every follower
-	// try at once. Default: DefaultAcquireSpread.
+	// succeed and send nothing: without a spread every follower sends a GET and a write at the same moment
+	// (with 100 candidates, ~200 requests per failover that mostly fail). With a single follower the spread
+	// adds AcquireSpread/2 to a failover on average. Zero makes every follower try at once.
+	// Default: DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 
 	// RetryPeriod is how often the socket that keeps two processes of one Pod apart is retried; set it to

@@ -2,7 +2,6 @@ package lifelock
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -165,16 +164,8 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 	if l.pods != nil && l.pods.name == owner.Name {
 		return
 	}
-	// When the lock changes hands, every follower starts watching the new holder's Pod at the same moment,
-	// which on a busy control plane holds up the new holder's start. Followers spread those starts over
-	// AcquireSpread. Until its watch has synced, a holder's Pod counts as alive, so a late start only delays
-	// noticing a holder that died at once.
-	var delay time.Duration
 	if l.pods != nil {
 		l.pods.cancel()
-		if owner.UID != l.own.UID && *l.opts.AcquireSpread > 0 {
-			delay = rand.N(*l.opts.AcquireSpread)
-		}
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
 	w := &podWatch{name: owner.Name, cancel: cancel}
@@ -187,22 +178,7 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 			return l.client.CoreV1().Pods(l.namespace).Watch(ctx, o)
 		},
 		func(error) {})
-	start := func() {
-		l.run(ctx, inf, func(obj any, deleted bool) { l.onPod(w, obj, deleted) }, func() { w.synced = true })
-	}
-	if delay == 0 {
-		start()
-		return
-	}
-	go func() {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			start()
-		case <-ctx.Done():
-		}
-	}()
+	l.run(ctx, inf, func(obj any, deleted bool) { l.onPod(w, obj, deleted) }, func() { w.synced = true })
 }
 
 func (l *Lock) onPod(w *podWatch, obj any, deleted bool) {
