@@ -55,10 +55,11 @@ lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 SCAFFOLD_PKG = ./test/scaffold
 
 .PHONY: test
-test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold.
+test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold, test-chaos and test-bench.
 	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
 	@$(MAKE) --no-print-directory test-scaffold
 	@$(MAKE) --no-print-directory test-chaos
+	@$(MAKE) --no-print-directory test-bench
 
 .PHONY: test-scaffold
 test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods.
@@ -84,6 +85,11 @@ chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n]; writes 
 BENCH_DIR = test/bench
 BENCH_OUT ?= $(CURDIR)/bench-results
 QUICK ?=
+.PHONY: test-bench
+test-bench: envtest ## Unit-test the benchmark's report code, then run the benchmark end to end, short (make bench QUICK=1).
+	cd $(BENCH_DIR) && go test -count=1 ./...
+	@$(MAKE) --no-print-directory bench QUICK=1 BENCH_OUT=$(CURDIR)/bench-results-quick
+
 .PHONY: bench
 bench: envtest ## Compare lifelock, controller-runtime's Lease election and operator-lib on a local control plane; writes bench-results/ (QUICK=1: a short run).
 	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) $(if $(QUICK),-quick)

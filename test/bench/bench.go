@@ -85,11 +85,11 @@ type result struct {
 	// OwnLeaseWrites are the API server's renewals of its identity Lease during Window, left out of Requests.
 	OwnLeaseWrites float64
 	// Watches are the watches the candidates hold open at the end of Window.
-	Watches requestCounts
-	Procs          []procSample
-	Groups         int
-	Failovers      map[scenario][]sample
-	Overlaps       int // groups whose acting intervals overlapped
+	Watches   requestCounts
+	Procs     []procSample
+	Groups    int
+	Failovers map[scenario][]sample
+	Overlaps  int // groups whose acting intervals overlapped
 }
 
 // run measures implementation i with n candidates per lock.

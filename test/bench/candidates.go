@@ -242,9 +242,9 @@ func (g *group) stop() (overlaps int, err error) {
 }
 
 func tail(s string) string {
-	const max = 4096
-	if len(s) > max {
-		return "..." + s[len(s)-max:]
+	const keep = 4096
+	if len(s) > keep {
+		return "..." + s[len(s)-keep:]
 	}
 	return s
 }

@@ -55,7 +55,7 @@ func measure(ctx context.Context, cfg config, out string) error {
 	bin := filepath.Join(work, "candidate")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./candidate")
 	if b, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the candidate: %v\n%s", err, b)
+		return fmt.Errorf("building the candidate: %w\n%s", err, b)
 	}
 	logf("built the candidate")
 

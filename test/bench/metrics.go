@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -174,7 +175,7 @@ func readProcStat(pid int) (procStat, error) {
 	utime, err1 := strconv.ParseInt(rest[11], 10, 64) // field 14
 	stime, err2 := strconv.ParseInt(rest[12], 10, 64) // field 15
 	if err1 != nil || err2 != nil {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: cpu times: %v %v", pid, err1, err2)
+		return procStat{}, fmt.Errorf("/proc/%d/stat: cpu times: %w", pid, errors.Join(err1, err2))
 	}
 	ps := procStat{CPUSeconds: float64(utime+stime) / clockTicks}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
