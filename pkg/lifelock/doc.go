@@ -44,8 +44,9 @@
 //
 // When a lock becomes free, each follower waits a random time up to Options.AcquireSpread (100 ms by
 // default) on its watches before it tries, and does not try if another candidate has taken the lock by
-// then. With many candidates the first attempt still comes almost at once and the others send nothing; with
-// one follower, a failover takes AcquireSpread/2 longer on average.
+// then. With many candidates the first attempt still comes almost at once, and the followers that draw a
+// later turn than the time the winner's write takes to reach them send nothing; with one follower, a
+// failover takes AcquireSpread/2 longer on average.
 //
 // Two candidate processes in one Pod (same UID) are kept apart by an abstract Unix socket named after the
 // Pod and the lock, which the kernel frees when the process holding it dies; a restarted container of the

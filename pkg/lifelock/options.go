@@ -71,8 +71,8 @@ type Options struct {
 	// AcquireSpread spreads the candidates' attempts when the lock becomes free (its holder's Pod is gone,
 	// or it was released). A follower that finds it free waits on its watches for a random time up to
 	// AcquireSpread before it tries, and does not try at all if another candidate takes the lock meanwhile.
-	// With many candidates the first attempt still comes almost at once, and most of the others see it
-	// succeed and send nothing: without a spread every follower sends a GET and a write at the same moment
+	// With many candidates the first attempt still comes almost at once, and those whose turn comes after
+	// they have seen it succeed send nothing: without a spread every follower sends a GET and a write at the same moment
 	// (with 100 candidates, ~200 requests per failover that mostly fail). With a single follower the spread
 	// adds AcquireSpread/2 to a failover on average. Zero makes every follower try at once.
 	// Default: DefaultAcquireSpread.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -49,6 +50,43 @@ var _ = Describe("Election", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(lease.ResourceVersion).To(Equal(rv), "the leader wrote to its lock in steady state")
 		Expect(lease.OwnerReferences[0].UID).To(Equal(types.UID(podA.UID)))
+	})
+
+	It("spreads the followers' attempts when the lock frees, so that those who draw a later turn send nothing", func(ctx SpecContext) {
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: newPod(ctx, ns, "a"), History: hist})
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		counter := harness.NewRequestCounter()
+		cfg := counter.Wrap(cp.Config)
+		spread := 3 * time.Second
+		var followers []*harness.Candidate
+		for _, name := range []string{"b", "c", "d", "e", "f"} {
+			f := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: newPod(ctx, ns, name), History: hist, Config: cfg,
+				Lock: lifelock.Options{AcquireSpread: &spread}})
+			Eventually(f.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(a.Lock.Identity()))
+			followers = append(followers, f)
+		}
+		before := counter.Snapshot()
+		Expect(a.Stop(10 * time.Second)).To(Succeed()) // releases the lock: every follower may take it over
+		Eventually(func() int {
+			n := 0
+			for _, f := range followers {
+				select {
+				case <-f.Elected():
+					n++
+				default:
+				}
+			}
+			return n
+		}).WithTimeout(10 * time.Second).Should(Equal(1))
+		writes := 0
+		for key, n := range counter.Snapshot() {
+			if strings.Contains(key, "/leases") && (strings.HasPrefix(key, "PUT ") || strings.HasPrefix(key, "POST ")) {
+				writes += n - before[key]
+			}
+		}
+		// Without the spread all five write at once. With draws spread over 3 s, a second write needs two
+		// draws within the time the first write takes to be seen (tens of milliseconds).
+		Expect(writes).To(And(BeNumerically(">=", 1), BeNumerically("<=", 2)), "lease writes by the followers")
 	})
 
 	It("makes no API request at all while the election is idle", func(ctx SpecContext) {
