@@ -63,7 +63,6 @@ type bench struct {
 // sample is one failover.
 type sample struct {
 	Group    int
-	At       time.Duration // the delete request, on CLOCK_MONOTONIC (witness.Now)
 	Latency  time.Duration
 	From, To string // the Pods of the old and the new leader
 }
@@ -119,7 +118,7 @@ func (b *bench) run(ctx context.Context, i impl, n int) (*result, error) {
 	if err := g.add(ctx, n); err != nil {
 		return nil, err
 	}
-	if _, _, err := g.leader(ctx); err != nil {
+	if _, err := g.leader(ctx); err != nil {
 		return nil, err
 	}
 	b.logf("%s N=%d: %d candidates joined; steady-state window of %s after %s", i, n, n, b.cfg.window, settle(i))
@@ -240,7 +239,7 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 	}
 	var leader *candidate
 	if len(g.cands) > 0 {
-		if leader, _, err = g.leader(ctx); err != nil {
+		if leader, err = g.leader(ctx); err != nil {
 			return err
 		}
 	}

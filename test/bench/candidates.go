@@ -122,8 +122,8 @@ func (g *group) add(ctx context.Context, n int) error {
 	return nil
 }
 
-// leader waits until exactly one candidate acts and returns it and its acting span.
-func (g *group) leader(ctx context.Context) (*candidate, harness.Span, error) {
+// leader waits until exactly one candidate acts and returns it.
+func (g *group) leader(ctx context.Context) (*candidate, error) {
 	var span harness.Span
 	var acting int
 	err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
@@ -140,13 +140,13 @@ func (g *group) leader(ctx context.Context) (*candidate, harness.Span, error) {
 		return acting == 1, nil
 	})
 	if err != nil {
-		return nil, span, fmt.Errorf("waiting for exactly one leader of %s/%s (%d acting): %w", g.ns, g.lock, acting, err)
+		return nil, fmt.Errorf("waiting for exactly one leader of %s/%s (%d acting): %w", g.ns, g.lock, acting, err)
 	}
 	c := g.cands[span.Who]
 	if c == nil {
-		return nil, span, fmt.Errorf("%s acts for %s/%s but is not a running candidate", span.Who, g.ns, g.lock)
+		return nil, fmt.Errorf("%s acts for %s/%s but is not a running candidate", span.Who, g.ns, g.lock)
 	}
-	return c, span, nil
+	return c, nil
 }
 
 // firstActionAfter waits for the first acting span that starts after t0 and returns it.
@@ -171,7 +171,7 @@ func (g *group) firstActionAfter(ctx context.Context, t0 time.Duration, timeout 
 // failover makes the leader go away as sc says, measures the time from the Pod's delete request to the
 // next leader's first action, and starts a new candidate in the old one's place.
 func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
-	old, _, err := g.leader(ctx)
+	old, err := g.leader(ctx)
 	if err != nil {
 		return sample{}, err
 	}
@@ -220,7 +220,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 	if err := g.add(ctx, 1); err != nil {
 		return sample{}, err
 	}
-	return sample{At: t0, Latency: next.Start - t0, From: pod.Name, To: next.Who}, nil
+	return sample{Latency: next.Start - t0, From: pod.Name, To: next.Who}, nil
 }
 
 // stop kills every candidate and returns how many pairs of acting intervals overlapped (0, or 1 if any).
