@@ -6,6 +6,11 @@
 //	kubectl label configmap my-config lifelock.example/watched=true
 //	kubectl get configmap my-config -o jsonpath='{.metadata.annotations.lifelock\.example/handled-by}'
 //
+// In life mode it also fences its writes with the lock's term (lifelock.Term): it stamps
+// lifelock.example/term, and it never writes an object stamped by a later term, which only a superseded
+// leader can see. Every write carries the object's resourceVersion, so a write raced by the next leader
+// fails instead of overwriting it.
+//
 // Run it with --leader-elect in a Pod (deployment.yaml), or locally with POD_NAME and POD_NAMESPACE naming
 // an existing Pod. --leader-elect-mode=lease switches back to controller-runtime's Lease election.
 package main
@@ -13,6 +18,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/go-logr/logr"
@@ -26,7 +32,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/pkg/manageropts"
 	"github.com/lifelock/lifelock/test/harness/witness"
 )
@@ -34,6 +42,7 @@ import (
 const (
 	watchedLabel        = "lifelock.example/watched"
 	handledByAnnotation = "lifelock.example/handled-by"
+	termAnnotation      = "lifelock.example/term"
 )
 
 func main() {
@@ -122,18 +131,37 @@ func (r *configMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &cm); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if cm.Annotations[handledByAnnotation] == r.podName {
+	// The fencing epoch: in life mode, the term this process leads in (none in lease mode).
+	term, fenced := manageropts.Default.Term()
+	stamp := ""
+	if fenced {
+		stamp = term.String()
+		if s, ok := cm.Annotations[termAnnotation]; ok && s != stamp {
+			written, err := lifelock.ParseTerm(s)
+			if err != nil {
+				return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("annotation %s: %w", termAnnotation, err))
+			}
+			if superseded, err := term.Before(written); err != nil || superseded {
+				// A later leader has written this object: this process no longer leads and is stopping.
+				return ctrl.Result{}, fmt.Errorf("superseded: %s was written in term %s, after this leader's term %s", req, written, term)
+			}
+		}
+	}
+	if cm.Annotations[handledByAnnotation] == r.podName && cm.Annotations[termAnnotation] == stamp {
 		return ctrl.Result{}, nil
 	}
-	patch := client.MergeFrom(cm.DeepCopy())
+	patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if cm.Annotations == nil {
 		cm.Annotations = map[string]string{}
 	}
 	cm.Annotations[handledByAnnotation] = r.podName
+	if fenced {
+		cm.Annotations[termAnnotation] = stamp
+	}
 	if err := r.Patch(ctx, &cm, patch); err != nil {
 		return ctrl.Result{}, err
 	}
-	ctrl.LoggerFrom(ctx).Info("Stamped ConfigMap", "handledBy", r.podName)
+	ctrl.LoggerFrom(ctx).Info("Stamped ConfigMap", "handledBy", r.podName, "term", stamp)
 	return ctrl.Result{}, nil
 }
 

@@ -19,6 +19,7 @@ type becomeConfig struct {
 	opts    Options
 	timings [3]time.Duration // retry period, renew deadline, lease duration
 	onLost  func()
+	term    *Term
 }
 
 // WithConfig sets the API server connection. Default: controller-runtime's config.GetConfig (the in-cluster
@@ -34,6 +35,10 @@ func WithOptions(o Options) BecomeOption { return func(c *becomeConfig) { c.opts
 func WithTimings(retryPeriod, renewDeadline time.Duration) BecomeOption {
 	return func(c *becomeConfig) { c.timings[0], c.timings[1] = retryPeriod, renewDeadline }
 }
+
+// WithTerm makes Become store the term it won in *t when it returns nil: the fencing epoch to stamp on what
+// the leader writes (see Term).
+func WithTerm(t *Term) BecomeOption { return func(c *becomeConfig) { c.term = t } }
 
 // WithOnLost sets what happens when this process, having become leader, loses the lock (it was deleted by
 // hand, or this Pod was evicted). Default: log and exit with status 1, since the work started after Become
@@ -110,6 +115,9 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 	select {
 	case <-elected:
 		log.Info("Became leader", "lock", lock.Describe(), "identity", lock.Identity())
+		if c.term != nil {
+			*c.term, _ = lock.Term()
+		}
 		return nil
 	case <-done:
 		return fmt.Errorf("becoming leader of %s: %w", lock.Describe(), ctx.Err())

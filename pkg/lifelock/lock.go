@@ -47,20 +47,22 @@ type judgement struct {
 	kind     judgedKind
 	lease    *coordinationv1.Lease // the object judged (nil when absent); its resourceVersion is the write precondition
 	proven   bool                  // the previous holder is proven stopped: no acquisition grace
-	reason   string                // why the lock may be taken, for logs
-	previous string                // the previous holder's identity, for logs
-	// holderGone: the lock's owner Pod was confirmed gone by a live GET, so the garbage collector may be
-	// deleting the lock right now.
-	holderGone bool
+	reason   string                // why the lock may be taken, for logs and Events
+	metric   string                // the reason label of lifelock_acquisitions_total
+	previous string                // the previous holder's identity, for logs and Events
+	// mayVanish: the lock's owner Pod was confirmed gone by a live GET (so the garbage collector may be
+	// deleting the lock right now), or its holder released it (and may be deleting it).
+	mayVanish bool
 }
 
-// Lock is a leader-for-life lock: a resourcelock.Interface over a coordination.k8s.io/v1 Lease owned by the
-// holder's Pod. Hand it to client-go's LeaderElector (or to controller-runtime through
+// Lock is a leader-for-life lock: a resourcelock.Interface over a coordination.k8s.io/v1 Lease (or, with
+// Options.Kind, a ConfigMap) owned by the holder's Pod. Hand it to client-go's LeaderElector (or to controller-runtime through
 // manager.Options.LeaderElectionResourceLockInterface) with timings like DefaultRetryPeriod,
 // DefaultRenewDeadline and DefaultLeaseDuration. A Lock serves one election in one process: once it has
 // been lost or released it refuses to acquire again.
 type Lock struct {
 	client    kubernetes.Interface
+	store     store
 	namespace string
 	name      string
 	own       PodRef
@@ -72,13 +74,20 @@ type Lock struct {
 	ctx       context.Context // lifetime of the watches and the socket
 	stop      context.CancelFunc
 
+	writing      sync.WaitGroup // Events being written (observe.go)
+	eventErrOnce sync.Once
+
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced on every change of what is below
 	view                     // the watched state (watch.go)
 	socketHeld bool
+	watchNodes bool // this candidate may watch Nodes: the holder's Node is watched
 	phase      phase
 	termUID    string     // the lock object's UID while leading
+	term       Term       // the term this process won (zero until it leads)
 	judged     *judgement // Get's last actionable decision
+	since      time.Time  // when this candidate first asked for the lock
+	stuck      string     // the holder this candidate last reported as looking stuck, "" if none
 }
 
 var _ resourcelock.Interface = &Lock{}
@@ -123,17 +132,21 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 	if ns == "" {
 		ns = own.Namespace
 	}
-	if err := checkPermissions(ctx, client, ns, opts.Logger.V(1)); err != nil {
+	st := newStore(opts.Kind, client, ns)
+	nodes, err := checkPermissions(ctx, client, ns, st.permissions(), opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("lock %s/%s: %w", ns, name, err)
 	}
 	return &Lock{
-		client:    client,
-		namespace: ns,
-		name:      name,
-		own:       own,
-		identity:  identityFor(own),
-		opts:      opts,
-		log:       opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
+		client:     client,
+		store:      st,
+		watchNodes: nodes,
+		namespace:  ns,
+		name:       name,
+		own:        own,
+		identity:   identityFor(own),
+		opts:       opts,
+		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
 	}, nil
 }
 
@@ -150,11 +163,13 @@ func (l *Lock) start() {
 	})
 }
 
-// Close stops the lock's watches and frees its socket. It does not release the lock: a held lock stays held
-// until this Pod is gone (or the elector released it on cancel). Safe to call more than once.
+// Close stops the lock's watches and frees its socket, and waits until the Events it recorded are written
+// (each write gives up after 10 s). It does not release the lock: a held lock stays held until this Pod is
+// gone (or the elector released it on cancel). Safe to call more than once.
 func (l *Lock) Close() {
 	l.start()
 	l.stop()
+	l.writing.Wait()
 }
 
 // Identity returns this candidate's holder identity: its Pod's name and UID.
@@ -175,13 +190,28 @@ func (l *Lock) Holder() string {
 	return l.holderID
 }
 
-// RecordEvent records an elector event on the lock object, if Options.EventRecorder is set.
+// Kind returns the kind of object that holds the lock.
+func (l *Lock) Kind() Kind { return l.opts.Kind }
+
+// Term returns the term this process leads in, and false while it does not lead (before it has acquired
+// the lock, and after it has lost or released it).
+func (l *Lock) Term() (Term, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.term, l.phase == leading
+}
+
+// RecordEvent records client-go's elector events ("became leader", "stopped leading") on the lock object
+// when Options.EventRecorder is set. Without it they are not recorded: the lock's own Events (BecameLeader,
+// TookOver, LostLock, Released) say the same on the lock and on the Pod, and more exactly.
 func (l *Lock) RecordEvent(s string) {
 	if l.opts.EventRecorder == nil {
 		return
 	}
-	ref := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: l.name}}
-	l.opts.EventRecorder.Eventf(ref, corev1.EventTypeNormal, "LeaderElection", "%s %s", l.identity, s)
+	l.mu.Lock()
+	lease := l.lease
+	l.mu.Unlock()
+	l.opts.EventRecorder.Eventf(l.lockRef(lease), corev1.EventTypeNormal, "LeaderElection", "%s %s", l.identity, s)
 }
 
 // Check is a health check (for manager.AddHealthzCheck): it fails while this process leads and its watch
@@ -213,6 +243,11 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 	if err := l.waitSynced(ctx); err != nil {
 		return nil, nil, err
 	}
+	l.mu.Lock()
+	if l.since.IsZero() {
+		l.since = time.Now()
+	}
+	l.mu.Unlock()
 	deadline := time.Now().Add(l.opts.FollowerWait)
 	var spreadUntil time.Time // when this follower may try for a lock it found free (see Options.AcquireSpread)
 	for {
@@ -247,6 +282,9 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 				a = answer{record: &r, held: true}
 			}
 		}
+		if mayWait {
+			l.diagnose(a)
+		}
 		if a.held && mayWait && time.Now().Before(deadline) {
 			spreadUntil = time.Time{}
 			if !l.waitChange(ctx, ch, time.Until(deadline)) {
@@ -258,7 +296,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		l.judged = a.judged
 		l.mu.Unlock()
 		if a.record == nil {
-			return nil, nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), l.name)
+			return nil, nil, apierrors.NewNotFound(l.store.resource(), l.name)
 		}
 		return a.record, rawRecord(*a.record), nil
 	}
@@ -282,11 +320,15 @@ func (l *Lock) judgeLocked() answer {
 				// holder is self-fencing; wait for its Pod to go.
 				return held(l.holderID, resourcelock.LeaderElectionRecord{})
 			default:
-				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: l.stopped[h.UID], reason: v.String(), previous: l.holderID}}
+				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: l.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: l.holderID}}
 			}
 		}
+		if l.releasedBy != "" {
+			// Released by its holder (after its runnables stopped) and then deleted: a ConfigMap lock.
+			return answer{judged: &judgement{kind: judgedAbsent, proven: true, reason: "lock released", metric: "released", previous: l.releasedBy}}
+		}
 		// Never held, or last held by this Pod: the socket proves no other process of this Pod runs.
-		return answer{judged: &judgement{kind: judgedAbsent, proven: l.holder != nil, reason: "lock absent"}}
+		return answer{judged: &judgement{kind: judgedAbsent, proven: l.holder != nil, reason: "lock absent", metric: "created"}}
 	}
 	base := recordOf(lease)
 	if lease.DeletionTimestamp != nil {
@@ -295,22 +337,22 @@ func (l *Lock) judgeLocked() answer {
 	if owner, ok := podOwner(lease); ok {
 		if owner.UID == l.own.UID {
 			r := heldRecord(l.identity, base)
-			return answer{record: &r, judged: &judgement{kind: judgedOurs, lease: lease, proven: true, reason: "held by this Pod"}}
+			return answer{record: &r, judged: &judgement{kind: judgedOurs, lease: lease, proven: true, reason: "held by this Pod", metric: "container_restart"}}
 		}
 		switch v := l.holderPodLocked(owner); v {
 		case podAlive, podUnknownVerdict:
 			return held(holderOf(lease), base)
 		default:
 			r := freeRecord(base)
-			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: l.stopped[owner.UID], reason: v.String(), previous: holderOf(lease), holderGone: true}}
+			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: l.stopped[owner.UID], reason: v.String(), metric: v.metric(), previous: holderOf(lease), mayVanish: true}}
 		}
 	}
 	if holderOf(lease) == "" {
 		r := freeRecord(base)
-		return answer{record: &r, judged: &judgement{kind: judgedTakeover, lease: lease, proven: true, reason: "lock released"}}
+		return answer{record: &r, judged: &judgement{kind: judgedTakeover, lease: lease, proven: true, reason: "lock released", metric: "released", previous: l.releasedBy, mayVanish: true}}
 	}
 	// A plain client-go lease: the elector judges its expiry by its own clock, as client-go candidates do.
-	return answer{record: &base, judged: &judgement{kind: judgedTakeover, lease: lease, reason: "lease expired", previous: holderOf(lease)}}
+	return answer{record: &base, judged: &judgement{kind: judgedTakeover, lease: lease, reason: "lease expired", metric: "lease_expired", previous: holderOf(lease)}}
 }
 
 // waitSynced waits until the lock watch has synced: a candidate acquires only on an established watch.
@@ -333,8 +375,9 @@ func (l *Lock) waitSynced(ctx context.Context) error {
 
 func (l *Lock) describeWatchErr(err error) error {
 	if apierrors.IsForbidden(err) {
-		return fmt.Errorf("watching lock %s: %w: grant verbs list and watch on leases.coordination.k8s.io in namespace %q (see config/rbac/role.yaml): %w",
-			l.Describe(), ErrMissingPermission, l.namespace, err)
+		gr := l.store.resource()
+		return fmt.Errorf("watching lock %s: %w: grant verbs list and watch on %s in namespace %q (see config/rbac/role.yaml): %w",
+			l.Describe(), ErrMissingPermission, gr.String(), l.namespace, err)
 	}
 	return fmt.Errorf("watching lock %s: %w", l.Describe(), err)
 }
@@ -361,7 +404,18 @@ func (l *Lock) confirmGone(ctx context.Context, h PodRef) (bool, error) {
 		l.stopped[string(pod.UID)] = true
 		l.mu.Unlock()
 	}
-	return judgePod(pod, h.UID) != podAlive, nil
+	v := judgePod(pod, h.UID)
+	if v == podAlive && l.opts.TakeOverFromOutOfServiceNodes && pod.Spec.NodeName != "" {
+		node, err := l.client.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return false, nil // pod GC will delete the Pod; until then it counts as alive
+		case err != nil:
+			return false, fmt.Errorf("confirming that holder Pod %s is on an out-of-service Node: %w", h, err)
+		}
+		return outOfService(node), nil
+	}
+	return v != podAlive, nil
 }
 
 // Create acquires an absent lock by creating it, owned by this Pod. AlreadyExists means "not leader".
@@ -373,7 +427,7 @@ func (l *Lock) Create(ctx context.Context, _ resourcelock.LeaderElectionRecord) 
 	if err != nil {
 		return err
 	}
-	created, err := l.client.CoordinationV1().Leases(l.namespace).Create(ctx, newLock(l.namespace, l.name, l.own, time.Now()), metav1.CreateOptions{})
+	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now()))
 	if err != nil {
 		return fmt.Errorf("creating lock %s: %w", l.Describe(), err)
 	}
@@ -395,8 +449,7 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 		// The renewal: confirm from the watch, write nothing.
 		defer l.mu.Unlock()
 		if reason := l.lossLocked(); reason != "" {
-			l.phase = lost
-			l.log.Info("Lost lock, stopping", "reason", reason)
+			l.loseLocked(reason)
 			return fmt.Errorf("lock %s: %w: %s", l.Describe(), ErrLockLost, reason)
 		}
 		return nil
@@ -412,16 +465,16 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 		if !l.oursLocked(string(j.lease.UID)) {
 			return fmt.Errorf("lock %s: %w: it changed since it was read", l.Describe(), ErrNotAcquired)
 		}
-		l.phase, l.termUID = leading, string(j.lease.UID)
-		l.log.Info("Re-acquired lock held by this Pod", "term", ptrInt(j.lease.Spec.LeaseTransitions))
+		l.leadLocked(j.lease, j)
 		return nil
 	}
 	l.mu.Unlock()
-	updated, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, takenOver(j.lease, l.own, time.Now()), metav1.UpdateOptions{})
-	if err != nil && j.holderGone && apierrors.IsNotFound(err) {
-		// The garbage collector may delete a gone holder's lock between Get's decision and this write. The
-		// holder is confirmed gone, so the lock is free to create now rather than after the elector's back-off.
-		created, cerr := l.client.CoordinationV1().Leases(l.namespace).Create(ctx, newLock(l.namespace, l.name, l.own, time.Now()), metav1.CreateOptions{})
+	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now()))
+	if err != nil && j.mayVanish && apierrors.IsNotFound(err) {
+		// The garbage collector may delete a gone holder's lock between Get's decision and this write (and a
+		// releasing ConfigMap holder deletes its lock). The holder is gone or stopped, so the lock is free to
+		// create now rather than after the elector's back-off.
+		created, cerr := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now()))
 		if cerr == nil {
 			return l.finishAcquisition(ctx, created, "", j)
 		}
@@ -437,9 +490,8 @@ func (l *Lock) takeJudgementLocked(kinds ...judgedKind) (*judgement, error) {
 	switch l.phase {
 	case leading:
 		// The elector acquires again only if it no longer sees the lock as ours: it was lost.
-		l.phase = lost
 		reason := l.lossLocked()
-		l.log.Info("Lost lock, stopping", "reason", reason)
+		l.loseLocked(reason)
 		return nil, fmt.Errorf("lock %s: %w: %s; a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost, reason)
 	case lost:
 		return nil, fmt.Errorf("lock %s: %w: a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost)
@@ -484,9 +536,8 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 		}
 		if seen && !time.Now().Before(deadline) {
 			l.pending = nil
-			l.phase, l.termUID = leading, uid
+			l.leadLocked(written, j)
 			l.mu.Unlock()
-			l.log.Info("Acquired lock", "reason", j.reason, "previousHolder", j.previous, "grace", grace, "term", ptrInt(written.Spec.LeaseTransitions))
 			return nil
 		}
 		l.mu.Unlock()
@@ -512,7 +563,7 @@ func (l *Lock) abandon(written *coordinationv1.Lease) {
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, releasedLease(cur, time.Now()), metav1.UpdateOptions{}); err != nil {
+	if err := l.store.release(ctx, cur, l.identity); err != nil {
 		// It stays held by this Pod until the Pod is gone; refuse to act on it from now on.
 		l.mu.Lock()
 		l.phase = lost
@@ -549,7 +600,9 @@ func (l *Lock) lossOfLocked(uid string) string {
 	case podMissing, podReplaced:
 		return "this Pod was deleted"
 	case podTerminal:
-		return "this Pod is " + string(l.pods.pod.Status.Phase)
+		return "this Pod is " + string(l.pods.obj.Status.Phase)
+	case podOutOfService:
+		return "this Pod's Node is tainted " + OutOfServiceTaint
 	}
 	return ""
 }
@@ -568,19 +621,20 @@ func (l *Lock) release(ctx context.Context) error {
 		return fmt.Errorf("releasing lock %s: not the holder", l.Describe())
 	}
 	if reason := l.lossLocked(); reason != "" {
-		l.phase = lost
+		l.loseLocked(reason)
 		l.mu.Unlock()
 		return fmt.Errorf("releasing lock %s: %w: %s", l.Describe(), ErrLockLost, reason)
 	}
 	cur := l.lease
 	l.mu.Unlock()
-	if _, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, releasedLease(cur, time.Now()), metav1.UpdateOptions{}); err != nil {
+	if err := l.store.release(ctx, cur, l.identity); err != nil {
 		return fmt.Errorf("releasing lock %s: %w", l.Describe(), err)
 	}
 	l.mu.Lock()
 	l.phase = released
 	l.mu.Unlock()
-	l.log.Info("Released lock")
+	l.log.Info("Released lock", "term", l.term.String())
+	l.event(cur, corev1.EventTypeNormal, ReasonReleased, "%s released the lock on shutdown (term %s)", l.own.Name, l.term)
 	l.Close()
 	return nil
 }

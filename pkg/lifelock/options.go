@@ -49,6 +49,11 @@ var DefaultAcquisitionGrace = AcquisitionGraceFor(DefaultRetryPeriod, DefaultRen
 
 // Options configures a Lock. The zero value is valid: every field has a documented default.
 type Options struct {
+	// Kind is the type of object that holds the lock: KindLease (the default) or KindConfigMap, the format
+	// of operator-lib's leader.Become, which lifelock and operator-lib candidates using the same lock name
+	// both respect.
+	Kind Kind
+
 	// Namespace is where the lock object lives. Default: the candidate Pod's namespace.
 	Namespace string
 
@@ -91,7 +96,18 @@ type Options struct {
 	// Default: DefaultWatchFailureTolerance.
 	WatchFailureTolerance time.Duration
 
-	// EventRecorder, if set, records the elector's events ("became leader", "stopped leading") on the lock.
+	// TakeOverFromOutOfServiceNodes treats a holder whose Pod is on a Node tainted OutOfServiceTaint as gone,
+	// as if its Pod were deleted; a leader on such a Node stops leading. The taint is an administrator's
+	// statement that the Node is shut down and its containers stopped (Kubernetes' non-graceful node
+	// shutdown); the pod garbage collector force-deletes the Node's terminating Pods on it too, which frees
+	// the lock without this option. Off by default: with it, the lock trusts whoever may taint Nodes. It
+	// needs get, list and watch on nodes (a ClusterRole). The acquisition grace still applies.
+	TakeOverFromOutOfServiceNodes bool
+
+	// EventRecorder, if set, records Events on the lock object and on the candidate's Pod: BecameLeader,
+	// TookOver, LostLock, Released, HolderLooksStuck (see the Reason constants), and the elector's own
+	// ("became leader", "stopped leading", on the lock). manageropts.NewManager sets the manager's recorder.
+	// It must not call back into the Lock.
 	EventRecorder resourcelock.EventRecorder
 
 	// Logger receives the lock's log lines. Default: controller-runtime's logger, named "lifelock".
@@ -100,6 +116,9 @@ type Options struct {
 
 // setDefaults returns a copy of o with every unset field filled in.
 func (o Options) setDefaults() Options {
+	if o.Kind == "" {
+		o.Kind = KindLease
+	}
 	if o.AcquisitionGrace == nil {
 		g := DefaultAcquisitionGrace
 		o.AcquisitionGrace = &g
@@ -127,6 +146,9 @@ func (o Options) setDefaults() Options {
 // validate checks the options that New cannot default.
 func (o Options) validate() error {
 	var errs []error
+	if o.Kind != "" && o.Kind != KindLease && o.Kind != KindConfigMap {
+		errs = append(errs, fmt.Errorf("Kind is %q: use %q or %q", o.Kind, KindLease, KindConfigMap))
+	}
 	if o.AcquisitionGrace != nil && *o.AcquisitionGrace < 0 {
 		errs = append(errs, fmt.Errorf("AcquisitionGrace is %s: it must be zero or positive", *o.AcquisitionGrace))
 	}

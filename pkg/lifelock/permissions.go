@@ -2,6 +2,7 @@ package lifelock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -22,42 +23,76 @@ func (p permission) String() string {
 	return p.verb + " " + p.resource + "." + p.group
 }
 
-// requiredPermissions is exactly what the lock calls: config/rbac/role.yaml grants these and no more
-// (plus events, for the optional event recorder).
-var requiredPermissions = []permission{
-	{"list", "coordination.k8s.io", "leases"},
-	{"watch", "coordination.k8s.io", "leases"},
-	{"create", "coordination.k8s.io", "leases"},
-	{"update", "coordination.k8s.io", "leases"},
+// podPermissions, with the lock kind's own (store.permissions), are exactly what the lock calls:
+// config/rbac/role.yaml grants these and no more (plus events, for the event recorder).
+var podPermissions = []permission{
 	{"get", "", "pods"},
 	{"list", "", "pods"},
 	{"watch", "", "pods"},
 }
 
+// nodePermissions are what the stuck-holder diagnosis and the out-of-service policy read: the holder's Node
+// (cluster-scoped, so a ClusterRole grants them; config/rbac/node_reader_role.yaml).
+var nodePermissions = []permission{
+	{"get", "", "nodes"},
+	{"list", "", "nodes"},
+	{"watch", "", "nodes"},
+}
+
 // checkPermissions asks the API server (SelfSubjectAccessReview) whether this identity may do everything
-// the lock needs in namespace, so that a missing rule is one clear error at start-up rather than a retry
-// loop later. Where the review itself is not allowed, it logs that and leaves the errors to the calls.
-func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace string, log logr.Logger) error {
+// the lock needs in namespace (the kind's permissions and podPermissions), so that a missing rule is one
+// clear error at start-up rather than a retry loop later. It also reports whether Nodes may be read; that
+// is required only when needNodes (the out-of-service policy), and otherwise turns the stuck-holder
+// diagnosis of Nodes off, saying so once. Where the review itself is not allowed, it logs that and leaves
+// the errors to the calls.
+func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace string, kind []permission, needNodes bool, log logr.Logger) (nodes bool, err error) {
+	missing, err := reviewPermissions(ctx, client, namespace, append(append([]permission{}, kind...), podPermissions...))
+	if errors.Is(err, errCannotReview) {
+		log.V(1).Info("Cannot review own permissions; a missing one will show as an error from the call that needs it", "err", err)
+		return needNodes, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(missing) > 0 {
+		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see config/rbac/role.yaml)",
+			ErrMissingPermission, strings.Join(missing, ", "), namespace)
+	}
+	missingNodes, err := reviewPermissions(ctx, client, "", nodePermissions)
+	if err != nil && !errors.Is(err, errCannotReview) {
+		return false, err
+	}
+	switch {
+	case len(missingNodes) == 0:
+		return true, nil
+	case needNodes:
+		return false, fmt.Errorf("%w: TakeOverFromOutOfServiceNodes reads the holder's Node, but this identity may not %s; "+
+			"grant them in a ClusterRole bound to it (see config/rbac/node_reader_role.yaml)", ErrMissingPermission, strings.Join(missingNodes, ", "))
+	}
+	log.Info("Nodes cannot be read: a holder on a NotReady Node will not be diagnosed (only a Pod stuck terminating will); "+
+		"to enable it, grant get, list and watch on nodes in a ClusterRole (see config/rbac/node_reader_role.yaml)", "missing", strings.Join(missingNodes, ", "))
+	return false, nil
+}
+
+var errCannotReview = errors.New("cannot review own permissions")
+
+// reviewPermissions returns those of perms that this identity lacks in namespace ("" for cluster scope).
+func reviewPermissions(ctx context.Context, client kubernetes.Interface, namespace string, perms []permission) ([]string, error) {
 	var missing []string
-	for _, p := range requiredPermissions {
+	for _, p := range perms {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: p.verb, Group: p.group, Resource: p.resource},
 		}}
 		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
-			log.Info("Cannot review own permissions; a missing one will show as an error from the call that needs it", "err", err)
-			return nil
+			return nil, fmt.Errorf("%w: %w", errCannotReview, err)
 		}
 		if err != nil {
-			return fmt.Errorf("checking permission to %s: %w", p, err)
+			return nil, fmt.Errorf("checking permission to %s: %w", p, err)
 		}
 		if !res.Status.Allowed {
 			missing = append(missing, p.String())
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see config/rbac/role.yaml)",
-			ErrMissingPermission, strings.Join(missing, ", "), namespace)
-	}
-	return nil
+	return missing, nil
 }

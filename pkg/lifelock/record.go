@@ -142,6 +142,7 @@ const (
 	podMissing                          // no Pod with that name
 	podReplaced                         // a Pod with that name but another UID
 	podTerminal                         // phase Failed or Succeeded
+	podOutOfService                     // alive on paper, on a Node tainted out-of-service (Options.TakeOverFromOutOfServiceNodes)
 	podUnknownVerdict                   // not observed yet
 )
 
@@ -155,9 +156,42 @@ func (v podVerdict) String() string {
 		return "holder Pod UID changed"
 	case podTerminal:
 		return "holder Pod terminal"
+	case podOutOfService:
+		return "holder Pod's Node is out of service"
 	default:
 		return "unknown"
 	}
+}
+
+// metric is the verdict as a reason label of lifelock_acquisitions_total.
+func (v podVerdict) metric() string {
+	switch v {
+	case podMissing:
+		return "holder_pod_gone"
+	case podReplaced:
+		return "holder_uid_changed"
+	case podTerminal:
+		return "holder_terminal"
+	case podOutOfService:
+		return "holder_out_of_service"
+	default:
+		return "unknown"
+	}
+}
+
+// OutOfServiceTaint is the taint an administrator puts on a Node that is shut down, to say its Pods no
+// longer run (Kubernetes' non-graceful node shutdown). With Options.TakeOverFromOutOfServiceNodes, a holder
+// on such a Node counts as gone.
+const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
+
+// outOfService reports whether node carries OutOfServiceTaint (any value or effect).
+func outOfService(node *corev1.Node) bool {
+	for _, t := range node.Spec.Taints {
+		if t.Key == OutOfServiceTaint {
+			return true
+		}
+	}
+	return false
 }
 
 // judgePod says whether pod (nil when absent) is the live holder uid.

@@ -1,6 +1,7 @@
 package lifelock
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -28,8 +29,11 @@ type view struct {
 	// a lock that vanishes while its holder's Pod lives is not free.
 	holder   *PodRef
 	holderID string
-	pods     *podWatch
-	stopped  map[string]bool // Pod UIDs seen being deleted gracefully with every container terminated
+	pods     *objectWatch[corev1.Pod]
+	nodes    *objectWatch[corev1.Node] // the holder's Node, when Nodes may be read
+	stopped  map[string]bool           // Pod UIDs seen being deleted gracefully with every container terminated
+	// releasedBy is the holder that released the lock, while the lock seen last was released.
+	releasedBy string
 
 	// pending is a write of ours the watch has not shown yet.
 	pending *pendingWrite
@@ -40,12 +44,12 @@ type pendingWrite struct {
 	seen          bool
 }
 
-// podWatch watches one Pod, by name.
-type podWatch struct {
+// objectWatch watches one object, by name.
+type objectWatch[T any] struct {
 	name   string
 	cancel context.CancelFunc
 	synced bool
-	pod    *corev1.Pod
+	obj    *T // nil when absent
 }
 
 // notifyLocked wakes everything waiting for a change. Lock.mu must be held.
@@ -56,14 +60,7 @@ func (l *Lock) notifyLocked() {
 
 // startWatches starts the lock watch. It runs until l.stop is called.
 func (l *Lock) startWatches() {
-	inf := l.newInformer(&coordinationv1.Lease{}, l.name,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return l.client.CoordinationV1().Leases(l.namespace).List(ctx, o)
-		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return l.client.CoordinationV1().Leases(l.namespace).Watch(ctx, o)
-		},
-		l.setWatchErr)
+	inf := l.newInformer(l.store.object(), l.name, l.store.list, l.store.watch, l.setWatchErr)
 	l.run(l.ctx, inf, l.onLease, func() { l.leaseSynced = true })
 }
 
@@ -135,7 +132,7 @@ func (l *Lock) onLease(obj any, deleted bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	lease, ok := obj.(*coordinationv1.Lease)
+	lease, ok := l.store.canonical(obj)
 	if !ok {
 		return
 	}
@@ -148,10 +145,14 @@ func (l *Lock) onLease(obj any, deleted bool) {
 		l.lease = nil
 	} else {
 		l.lease = lease
+		l.releasedBy = ""
 		if owner, ok := podOwner(lease); ok {
 			l.followHolderLocked(owner, holderOf(lease))
 		} else {
 			// Released, or a plain client-go lease: no Pod to wait for if it vanishes.
+			if holderOf(lease) == "" {
+				l.releasedBy = cmp.Or(lease.Annotations[ReleasedAnnotation], l.holderID, "its holder")
+			}
 			l.holder, l.holderID = nil, holderOf(lease)
 		}
 	}
@@ -168,7 +169,7 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 		l.pods.cancel()
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	w := &podWatch{name: owner.Name, cancel: cancel}
+	w := &objectWatch[corev1.Pod]{name: owner.Name, cancel: cancel}
 	l.pods = w
 	inf := l.newInformer(&corev1.Pod{}, owner.Name,
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -181,7 +182,7 @@ func (l *Lock) followHolderLocked(owner PodRef, id string) {
 	l.run(ctx, inf, func(obj any, deleted bool) { l.onPod(w, obj, deleted) }, func() { w.synced = true })
 }
 
-func (l *Lock) onPod(w *podWatch, obj any, deleted bool) {
+func (l *Lock) onPod(w *objectWatch[corev1.Pod], obj any, deleted bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
@@ -195,11 +196,53 @@ func (l *Lock) onPod(w *podWatch, obj any, deleted bool) {
 		l.stopped[string(pod.UID)] = true
 	}
 	if deleted {
-		w.pod = nil
+		w.obj = nil
 	} else {
-		w.pod = pod
+		w.obj = pod
+		if l.watchNodes && l.pods == w && pod.Spec.NodeName != "" {
+			l.followNodeLocked(pod.Spec.NodeName)
+		}
 	}
 	l.notifyLocked()
+}
+
+// followNodeLocked makes sure the Node named name is watched (the holder's Node, for the stuck-holder
+// diagnosis and the out-of-service policy). Lock.mu must be held.
+func (l *Lock) followNodeLocked(name string) {
+	if l.nodes != nil && l.nodes.name == name {
+		return
+	}
+	if l.nodes != nil {
+		l.nodes.cancel()
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	w := &objectWatch[corev1.Node]{name: name, cancel: cancel}
+	l.nodes = w
+	inf := l.newInformer(&corev1.Node{}, name,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return l.client.CoreV1().Nodes().List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return l.client.CoreV1().Nodes().Watch(ctx, o)
+		},
+		func(error) {})
+	l.run(ctx, inf, func(obj any, deleted bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		node, ok := obj.(*corev1.Node)
+		if !ok {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if deleted {
+			w.obj = nil
+		} else {
+			w.obj = node
+		}
+		l.notifyLocked()
+	}, func() { w.synced = true })
 }
 
 // holderPodLocked returns what the Pod watch says about the holder: its verdict, or podUnknownVerdict while
@@ -208,7 +251,16 @@ func (l *Lock) holderPodLocked(h PodRef) podVerdict {
 	if l.pods == nil || l.pods.name != h.Name || !l.pods.synced {
 		return podUnknownVerdict
 	}
-	return judgePod(l.pods.pod, h.UID)
+	v := judgePod(l.pods.obj, h.UID)
+	if v == podAlive && l.opts.TakeOverFromOutOfServiceNodes {
+		if l.nodes == nil || l.nodes.name != l.pods.obj.Spec.NodeName || !l.nodes.synced {
+			return podUnknownVerdict
+		}
+		if l.nodes.obj != nil && outOfService(l.nodes.obj) {
+			return podOutOfService
+		}
+	}
+	return v
 }
 
 // waitChange waits until the view changes, ctx ends, or d passes; it reports whether ctx is still live.

@@ -50,6 +50,12 @@ const (
 // FlagName is the name of the mode flag.
 const FlagName = "leader-elect-mode"
 
+// KindFlagName is the name of the flag that picks the lock's kind in life mode (Options.Lock.Kind).
+const KindFlagName = "leader-elect-lock-kind"
+
+// OutOfServiceFlagName is the name of the flag that sets Options.Lock.TakeOverFromOutOfServiceNodes.
+const OutOfServiceFlagName = "leader-elect-take-over-from-out-of-service-nodes"
+
 // Options configures life mode. The zero value is life mode with lifelock's defaults.
 type Options struct {
 	// Mode is the election mode. Empty means ModeLife when manager.Options.LeaderElection is set and no
@@ -80,19 +86,33 @@ func NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 	return Default.NewManager(cfg, mo)
 }
 
-// BindFlags binds --leader-elect-mode to o on a standard-library FlagSet.
-func (o *Options) BindFlags(fs *flag.FlagSet) { fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage) }
+// BindFlags binds --leader-elect-mode and --leader-elect-lock-kind to o on a standard-library FlagSet.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
+	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
+	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, false, outOfServiceUsage)
+}
 
-// AddFlags binds --leader-elect-mode to o on a pflag FlagSet.
-func (o *Options) AddFlags(fs *pflag.FlagSet) { fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage) }
+// AddFlags binds --leader-elect-mode and --leader-elect-lock-kind to o on a pflag FlagSet.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
+	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
+	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, false, outOfServiceUsage)
+}
 
 const modeUsage = "How the manager elects its leader when --leader-elect is set: " +
 	"'life' (the default: a lock owned by the leader's Pod, never two leaders; runs in a Pod, or with POD_NAME and POD_NAMESPACE set) " +
 	"or 'lease' (controller-runtime's renewed Lease). An explicit 'life' without --leader-elect is an error."
 
+const outOfServiceUsage = "In life mode, treat a leader whose Node is tainted node.kubernetes.io/out-of-service as gone " +
+	"(the taint says the Node is shut down). Needs get, list and watch on nodes (a ClusterRole)."
+
+const kindUsage = "In life mode, the object that holds the lock: 'lease' (the default: a coordination.k8s.io Lease) " +
+	"or 'configmap' (operator-lib's leader.Become format: operator-lib and lifelock replicas using the same lock name exclude each other)."
+
 // NewManager applies o to mo and creates the manager. In life mode it also registers the lock's health
 // check ("leader-lock") with the manager, which fails only for a leader whose lock watch stays broken, and
-// the manager's Start closes the lock's watches when it returns.
+// the manager's Start closes the lock's watches (and waits for its Events to be written) when it returns.
 func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 	mo, err := o.Apply(cfg, mo)
 	if err != nil {
@@ -112,6 +132,7 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 		o.lock.Close()
 		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
 	}
+
 	return &lifeManager{Manager: mgr, lock: o.lock}, nil
 }
 
@@ -142,6 +163,9 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	}
 	switch mode {
 	case ModeLease:
+		if o.Lock.Kind != "" && o.Lock.Kind != lifelock.KindLease {
+			return mo, fmt.Errorf("--%s=%s applies to life mode only, but --%s=lease: drop --%s, or use --%s=life", KindFlagName, o.Lock.Kind, FlagName, KindFlagName, FlagName)
+		}
 		return mo, nil
 	case ModeLife:
 	default:
@@ -201,6 +225,16 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 // CreatedLock returns the lock created by the last successful Apply in life mode, or nil.
 func (o *Options) CreatedLock() *lifelock.Lock { return o.lock }
 
+// Term returns the term this process leads in (the fencing epoch to stamp on what it writes; see
+// lifelock.Term), and false while it does not lead in life mode. Code that runs under the lock (a
+// controller's Reconcile) calls it; with NewManager, that is manageropts.Default.Term().
+func (o *Options) Term() (lifelock.Term, bool) {
+	if o.lock == nil {
+		return lifelock.Term{}, false
+	}
+	return o.lock.Term()
+}
+
 // HealthCheck returns the lock's health check for manager.AddHealthzCheck (NewManager adds it for you), or
 // a check that always passes when no lock was created.
 func (o *Options) HealthCheck() healthz.Checker {
@@ -245,3 +279,24 @@ func (m *modeValue) Set(s string) error {
 }
 
 func (m *modeValue) Type() string { return "life|lease" }
+
+// kindValue is the flag.Value (and pflag.Value) of --leader-elect-lock-kind.
+type kindValue lifelock.Kind
+
+func (k *kindValue) String() string {
+	if k == nil || *k == "" {
+		return string(lifelock.KindLease)
+	}
+	return string(*k)
+}
+
+func (k *kindValue) Set(s string) error {
+	switch lifelock.Kind(s) {
+	case lifelock.KindLease, lifelock.KindConfigMap:
+		*k = kindValue(s)
+		return nil
+	}
+	return fmt.Errorf("%q: invalid lock kind; use %s or %s", s, lifelock.KindLease, lifelock.KindConfigMap)
+}
+
+func (k *kindValue) Type() string { return "lease|configmap" }
