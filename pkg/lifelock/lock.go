@@ -158,6 +158,7 @@ func (l *Lock) start() {
 		l.changed = make(chan struct{})
 		l.stopped = map[string]bool{}
 		l.mu.Unlock()
+		stuckHolder.WithLabelValues(l.name).Set(0) // the series exists from the start, for alerts
 		l.startWatches()
 		go l.holdSocket()
 	})

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
 )
 
 func TestModeFlag(t *testing.T) {
@@ -72,5 +74,43 @@ func TestApplyWithoutLock(t *testing.T) {
 				t.Errorf("Apply changed the options: %+v", got)
 			}
 		})
+	}
+}
+
+func TestLockFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args         []string
+		want         lifelock.Kind
+		outOfService bool
+		wantErr      bool
+	}{
+		{nil, "", false, false},
+		{[]string{"--leader-elect-lock-kind=lease"}, lifelock.KindLease, false, false},
+		{[]string{"--leader-elect-lock-kind=configmap"}, lifelock.KindConfigMap, false, false},
+		{[]string{"--leader-elect-lock-kind=endpoints"}, "", false, true},
+		{[]string{"--leader-elect-take-over-from-out-of-service-nodes"}, "", true, false},
+	} {
+		var o Options
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		o.BindFlags(fs)
+		err := fs.Parse(tc.args)
+		if (err != nil) != tc.wantErr || o.Lock.Kind != tc.want || o.Lock.TakeOverFromOutOfServiceNodes != tc.outOfService {
+			t.Errorf("std flag %v: kind %q, out-of-service %v, err %v", tc.args, o.Lock.Kind, o.Lock.TakeOverFromOutOfServiceNodes, err)
+		}
+		var p Options
+		pfs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		p.AddFlags(pfs)
+		err = pfs.Parse(tc.args)
+		if (err != nil) != tc.wantErr || p.Lock.Kind != tc.want || p.Lock.TakeOverFromOutOfServiceNodes != tc.outOfService {
+			t.Errorf("pflag %v: kind %q, out-of-service %v, err %v", tc.args, p.Lock.Kind, p.Lock.TakeOverFromOutOfServiceNodes, err)
+		}
+	}
+}
+
+func TestLockKindNeedsLifeMode(t *testing.T) {
+	o := Options{Mode: ModeLease, Lock: lifelock.Options{Kind: lifelock.KindConfigMap}}
+	_, err := o.Apply(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{LeaderElection: true, LeaderElectionID: "x"})
+	if err == nil || !strings.Contains(err.Error(), "--leader-elect-lock-kind=configmap applies to life mode only") {
+		t.Fatalf("Apply err = %v", err)
 	}
 }
