@@ -21,3 +21,37 @@ func ExampleBecome() {
 	// Only one Pod runs past this point at a time, until it is gone.
 	fmt.Println("leading")
 }
+
+// A leader fences what it writes with its term: it stamps Term.String() on the objects it writes, and
+// before it acts on an object it reads the stamp found there. A stamp from a later term means a newer
+// leader has written the object: this process has been superseded and must stop, not overwrite it.
+// (In a program, the term comes from Lock.Term, manageropts.Options.Term, or Become with WithTerm.)
+func ExampleTerm() {
+	const stampKey = "example.com/term"
+	mine := lifelock.Term{Number: 1, LockUID: "6a0b4c1e-0000-4000-8000-000000000001", Revision: "99"}
+
+	// The leader stamps what it writes.
+	annotations := map[string]string{stampKey: mine.String()}
+	fmt.Println("stamped:", annotations[stampKey])
+
+	// Later a newer leader (a takeover: the next term number, a later revision) stamped the same object.
+	annotations[stampKey] = lifelock.Term{Number: 2, LockUID: mine.LockUID, Revision: "100"}.String()
+
+	// Before acting, the old leader reads the stamp and compares.
+	found, err := lifelock.ParseTerm(annotations[stampKey])
+	if err != nil {
+		fmt.Println("malformed stamp:", err)
+		return
+	}
+	superseded, err := mine.Before(found)
+	if err != nil {
+		fmt.Println("cannot compare:", err)
+		return
+	}
+	fmt.Println("found:", found)
+	fmt.Println("superseded:", superseded)
+	// Output:
+	// stamped: 1/6a0b4c1e-0000-4000-8000-000000000001/99
+	// found: 2/6a0b4c1e-0000-4000-8000-000000000001/100
+	// superseded: true
+}

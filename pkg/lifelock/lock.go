@@ -165,7 +165,7 @@ func (l *Lock) start() {
 }
 
 // Close stops the lock's watches and frees its socket, and waits until the Events it recorded are written
-// (each write gives up after 10 s). It does not release the lock: a held lock stays held until this Pod is
+// (the writes of one Event give up after 5 s). It does not release the lock: a held lock stays held until this Pod is
 // gone (or the elector released it on cancel). Safe to call more than once.
 func (l *Lock) Close() {
 	l.start()

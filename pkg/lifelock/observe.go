@@ -79,8 +79,11 @@ func (l *Lock) eventLocked(lease *coordinationv1.Lease, eventType, reason, forma
 	lockObj := l.lockRef(lease)
 	now := time.Now()
 	write := func() {
+		// Bounded, so that Close (and so a manager's exit) waits at most this long on an unreachable API server.
+		ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
+		defer cancel()
 		for _, obj := range []runtime.Object{lockObj, own} {
-			l.writeEvent(obj, eventType, reason, msg, now)
+			l.writeEvent(ctx, obj, eventType, reason, msg, now)
 		}
 	}
 	if l.ctx != nil && l.ctx.Err() != nil {
@@ -96,7 +99,7 @@ func (l *Lock) eventLocked(lease *coordinationv1.Lease, eventType, reason, forma
 
 // writeEvent creates one core/v1 Event on obj, as client-go's recorder would, without its aggregation
 // (a lock records a handful of Events in its life).
-func (l *Lock) writeEvent(obj runtime.Object, eventType, reason, msg string, now time.Time) {
+func (l *Lock) writeEvent(ctx context.Context, obj runtime.Object, eventType, reason, msg string, now time.Time) {
 	ref, err := reference.GetReference(scheme.Scheme, obj)
 	if err != nil {
 		l.log.Error(err, "Cannot refer to the object of an Event", "reason", reason)
@@ -116,8 +119,6 @@ func (l *Lock) writeEvent(obj runtime.Object, eventType, reason, msg string, now
 		ReportingController: eventComponent,
 		ReportingInstance:   l.own.Name,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if _, err := l.client.CoreV1().Events(ref.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		l.eventErrOnce.Do(func() {
 			l.log.Error(err, "Cannot record Events; grant create on events (see config/rbac/role.yaml)", "reason", reason, "message", msg)
@@ -127,6 +128,9 @@ func (l *Lock) writeEvent(obj runtime.Object, eventType, reason, msg string, now
 
 // eventComponent is the source of the Events a lock writes.
 const eventComponent = "lifelock"
+
+// eventWriteTimeout bounds the writes of one Event (on the lock and on the Pod).
+const eventWriteTimeout = 5 * time.Second
 
 // lockRef is the lock object as an Event's involved object.
 func (l *Lock) lockRef(lease *coordinationv1.Lease) runtime.Object {
