@@ -55,10 +55,11 @@ lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 SCAFFOLD_PKG = ./test/scaffold
 
 .PHONY: test
-test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold, test-chaos and test-bench.
+test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
 	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
 	@$(MAKE) --no-print-directory test-scaffold
 	@$(MAKE) --no-print-directory test-chaos
+	@$(MAKE) --no-print-directory test-interop
 	@$(MAKE) --no-print-directory test-bench
 
 .PHONY: test-scaffold
@@ -81,14 +82,18 @@ chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n]; writes 
 		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.report=$(CURDIR)/chaos-report.md
 
 # The benchmark is its own Go module too (operator-lib, one of the implementations it compares, stays out
-# of the library's go.mod).
+# of the library's go.mod). The operator-lib interop suite lives in it as well, in ./interop.
 BENCH_DIR = test/bench
 BENCH_OUT ?= $(CURDIR)/bench-results
 QUICK ?=
 .PHONY: test-bench
 test-bench: envtest ## Unit-test the benchmark's report code, then run the benchmark end to end, short (make bench QUICK=1).
-	cd $(BENCH_DIR) && go test -count=1 ./...
+	cd $(BENCH_DIR) && go test -count=1 $$(go list ./... | grep -v '/interop$$')
 	@$(MAKE) --no-print-directory bench QUICK=1 BENCH_OUT=$(CURDIR)/bench-results-quick
+
+.PHONY: test-interop
+test-interop: envtest ## Run the operator-lib interop suite: operator-lib v0.19.0 and lifelock replicas on one ConfigMap lock, and a rolling upgrade.
+	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m ./interop -args -ginkgo.v
 
 .PHONY: bench
 bench: envtest ## Compare lifelock, controller-runtime's Lease election and operator-lib on a local control plane; writes bench-results/ (QUICK=1: a short run).
