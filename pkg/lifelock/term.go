@@ -44,8 +44,11 @@ func ParseTerm(s string) (Term, error) {
 		return Term{}, fmt.Errorf("term %q: want <number>/<lock UID>/<revision>", s)
 	}
 	n, err := strconv.ParseInt(parts[0], 10, 32)
-	if err != nil {
-		return Term{}, fmt.Errorf("term %q: number: %w", s, err)
+	if err != nil || n < 0 {
+		return Term{}, fmt.Errorf("term %q: the number must be a non-negative integer", s)
+	}
+	if parts[1] == "" {
+		return Term{}, fmt.Errorf("term %q: the lock UID is empty", s)
 	}
 	t := Term{Number: int32(n), LockUID: parts[1], Revision: parts[2]}
 	if _, err := resourceversion.CompareResourceVersion(t.Revision, t.Revision); err != nil {
