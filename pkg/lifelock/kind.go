@@ -65,6 +65,8 @@ type store interface {
 	// reference is the lock object, for Events.
 	reference(l *coordinationv1.Lease) runtime.Object
 	permissions() []permission
+	// roleFile is the shipped Role that grants the permissions.
+	roleFile() string
 }
 
 func newStore(kind Kind, client kubernetes.Interface, namespace string) store {
@@ -115,6 +117,8 @@ func (s leaseStore) release(ctx context.Context, cur *coordinationv1.Lease, _ st
 func (s leaseStore) reference(l *coordinationv1.Lease) runtime.Object {
 	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, UID: l.UID}}
 }
+
+func (s leaseStore) roleFile() string { return "config/rbac/role.yaml" }
 
 func (s leaseStore) permissions() []permission {
 	return []permission{
@@ -244,6 +248,8 @@ func (s configMapStore) patch(ctx context.Context, old *coordinationv1.Lease, me
 func (s configMapStore) reference(l *coordinationv1.Lease) runtime.Object {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, UID: l.UID}}
 }
+
+func (s configMapStore) roleFile() string { return "config/rbac/role_configmap.yaml" }
 
 func (s configMapStore) permissions() []permission {
 	return []permission{

@@ -133,7 +133,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		ns = own.Namespace
 	}
 	st := newStore(opts.Kind, client, ns)
-	nodes, err := checkPermissions(ctx, client, ns, st.permissions(), opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
+	nodes, err := checkPermissions(ctx, client, ns, st, opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s/%s: %w", ns, name, err)
 	}
@@ -377,8 +377,8 @@ func (l *Lock) waitSynced(ctx context.Context) error {
 func (l *Lock) describeWatchErr(err error) error {
 	if apierrors.IsForbidden(err) {
 		gr := l.store.resource()
-		return fmt.Errorf("watching lock %s: %w: grant verbs list and watch on %s in namespace %q (see config/rbac/role.yaml): %w",
-			l.Describe(), ErrMissingPermission, gr.String(), l.namespace, err)
+		return fmt.Errorf("watching lock %s: %w: grant verbs list and watch on %s in namespace %q (see %s): %w",
+			l.Describe(), ErrMissingPermission, gr.String(), l.namespace, l.store.roleFile(), err)
 	}
 	return fmt.Errorf("watching lock %s: %w", l.Describe(), err)
 }

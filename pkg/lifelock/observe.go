@@ -19,8 +19,8 @@ import (
 
 // Reasons of the Events a Lock records, on the lock object and on the candidate's own Pod.
 const (
-	ReasonBecameLeader     = "BecameLeader"     // acquired a lock that was absent or released, or re-acquired it after a container restart
-	ReasonTookOver         = "TookOver"         // took the lock over from a holder that is gone (the message names it and why)
+	ReasonBecameLeader     = "BecameLeader"     // created a lock nobody held, or re-acquired it after a container restart
+	ReasonTookOver         = "TookOver"         // took the lock from a previous holder that is gone or released it (the message names it and why)
 	ReasonLostLock         = "LostLock"         // (Warning) lost the lock and stops leading: it fences itself
 	ReasonReleased         = "Released"         // released the lock on shutdown, after its controllers stopped
 	ReasonHolderLooksStuck = "HolderLooksStuck" // (Warning) waits on a holder whose Node is NotReady or whose Pod is stuck terminating

@@ -106,8 +106,9 @@ type Options struct {
 
 	// EventRecorder, if set, records Events on the lock object and on the candidate's Pod: BecameLeader,
 	// TookOver, LostLock, Released, HolderLooksStuck (see the Reason constants), and the elector's own
-	// ("became leader", "stopped leading", on the lock). manageropts.NewManager sets the manager's recorder.
-	// It must not call back into the Lock.
+	// ("became leader", "stopped leading", on the lock). Default: the lock writes its own Events (core/v1,
+	// source "lifelock"; Close waits for the writes), and the elector's are not recorded. It must not call
+	// back into the Lock.
 	EventRecorder resourcelock.EventRecorder
 
 	// Logger receives the lock's log lines. Default: controller-runtime's logger, named "lifelock".

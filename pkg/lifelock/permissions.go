@@ -23,8 +23,8 @@ func (p permission) String() string {
 	return p.verb + " " + p.resource + "." + p.group
 }
 
-// podPermissions, with the lock kind's own (store.permissions), are exactly what the lock calls:
-// config/rbac/role.yaml grants these and no more (plus events, for the event recorder).
+// podPermissions, with the lock kind's own (store.permissions), are exactly what the lock calls: the kind's
+// Role (config/rbac/role.yaml or role_configmap.yaml) grants these and no more, plus events.
 var podPermissions = []permission{
 	{"get", "", "pods"},
 	{"list", "", "pods"},
@@ -45,8 +45,8 @@ var nodePermissions = []permission{
 // is required only when needNodes (the out-of-service policy), and otherwise turns the stuck-holder
 // diagnosis of Nodes off, saying so once. Where the review itself is not allowed, it logs that and leaves
 // the errors to the calls.
-func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace string, kind []permission, needNodes bool, log logr.Logger) (nodes bool, err error) {
-	missing, err := reviewPermissions(ctx, client, namespace, append(append([]permission{}, kind...), podPermissions...))
+func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace string, kind store, needNodes bool, log logr.Logger) (nodes bool, err error) {
+	missing, err := reviewPermissions(ctx, client, namespace, append(kind.permissions(), podPermissions...))
 	if errors.Is(err, errCannotReview) {
 		log.V(1).Info("Cannot review own permissions; a missing one will show as an error from the call that needs it", "err", err)
 		return needNodes, nil
@@ -55,8 +55,8 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 		return false, err
 	}
 	if len(missing) > 0 {
-		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see config/rbac/role.yaml)",
-			ErrMissingPermission, strings.Join(missing, ", "), namespace)
+		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see %s)",
+			ErrMissingPermission, strings.Join(missing, ", "), namespace, kind.roleFile())
 	}
 	missingNodes, err := reviewPermissions(ctx, client, "", nodePermissions)
 	if err != nil && !errors.Is(err, errCannotReview) {

@@ -1,13 +1,30 @@
-// Package manageropts wires lifelock into a controller-runtime manager: one flag,
-// --leader-elect-mode=life|lease, and one call that turns a manager.Options into a life-mode one.
+// Package manageropts wires lifelock into a controller-runtime manager: three flags and one call that turns
+// a manager.Options into a life-mode one.
 //
-// In a kubebuilder main.go, adoption is three lines: the import, binding the flag before flag.Parse, and
+// In a kubebuilder main.go, adoption is three lines: the import, binding the flags before flag.Parse, and
 // calling manageropts.NewManager where ctrl.NewManager was called:
 //
 //	manageropts.BindFlags(flag.CommandLine)
 //	flag.Parse()
 //	...
 //	mgr, err := manageropts.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{ /* unchanged */ })
+//
+// The flags:
+//
+//   - --leader-elect-mode=life|lease (Options.Mode): life, the default, elects with a lifelock.Lock; lease is
+//     controller-runtime's own Lease election, unchanged.
+//   - --leader-elect-lock-kind=lease|configmap (Options.Lock.Kind), life mode only: the object that holds the
+//     lock. lease, the default, is a Lease. configmap is operator-lib's leader.Become format, so operator-lib
+//     and lifelock replicas using the same lock name exclude each other during a migration.
+//   - --leader-elect-take-over-from-out-of-service-nodes (Options.Lock.TakeOverFromOutOfServiceNodes), life
+//     mode only, off by default: treat a holder whose Node is tainted node.kubernetes.io/out-of-service as
+//     gone. It needs get, list and watch on nodes (a ClusterRole).
+//
+// --leader-elect-lock-kind=configmap with --leader-elect-mode=lease is an error. In life mode, NewManager also
+// adds the lock's health check "leader-lock" to the manager's liveness checks (it fails only for a leader
+// whose lock watch has been broken for longer than Options.Lock.WatchFailureTolerance, never for a
+// follower), and Default.Term returns the term this process leads in, to fence what it writes (see
+// lifelock.Term).
 //
 // With --leader-elect-mode=life (the default) and LeaderElection set, the manager elects its leader with a
 // lifelock.Lock named LeaderElectionID; with --leader-elect-mode=lease it behaves exactly as
@@ -86,14 +103,15 @@ func NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 	return Default.NewManager(cfg, mo)
 }
 
-// BindFlags binds --leader-elect-mode and --leader-elect-lock-kind to o on a standard-library FlagSet.
+// BindFlags binds --leader-elect-mode, --leader-elect-lock-kind and
+// --leader-elect-take-over-from-out-of-service-nodes to o on a standard-library FlagSet.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
 	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
 	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, false, outOfServiceUsage)
 }
 
-// AddFlags binds --leader-elect-mode and --leader-elect-lock-kind to o on a pflag FlagSet.
+// AddFlags binds the flags BindFlags binds to o on a pflag FlagSet.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
 	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
@@ -165,6 +183,9 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	case ModeLease:
 		if o.Lock.Kind != "" && o.Lock.Kind != lifelock.KindLease {
 			return mo, fmt.Errorf("--%s=%s applies to life mode only, but --%s=lease: drop --%s, or use --%s=life", KindFlagName, o.Lock.Kind, FlagName, KindFlagName, FlagName)
+		}
+		if o.Lock.TakeOverFromOutOfServiceNodes {
+			return mo, fmt.Errorf("--%s applies to life mode only, but --%s=lease: drop it, or use --%s=life", OutOfServiceFlagName, FlagName, FlagName)
 		}
 		return mo, nil
 	case ModeLife:
