@@ -9,6 +9,10 @@
 //	lease  controller-runtime's Lease election with its defaults (15 s / 10 s / 2 s, no release on cancel)
 //	oplib  operator-lib's leader.Become before the manager starts, as operator-lib's docs show
 //
+// -kind picks the object lifelock holds its lock in (-impl=life only): lease (the default) or configmap,
+// operator-lib's format, so that life and oplib replicas using the same -lock exclude each other (the
+// interop suite in ./interop runs them side by side).
+//
 // The benchmark runs it as the container of a Pod (harness.StartPodProcess).
 package main
 
@@ -25,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/pkg/manageropts"
 	"github.com/lifelock/lifelock/test/harness/witness"
 )
@@ -32,17 +37,21 @@ import (
 func main() {
 	impl := flag.String("impl", "", "election implementation: life, lease or oplib")
 	lock := flag.String("lock", "", "name of the lock object")
+	kind := flag.String("kind", "", "with -impl=life, the lock's kind: lease (the default) or configmap (operator-lib's format)")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(func(o *zap.Options) { o.TimeEncoder = zapcore.RFC3339NanoTimeEncoder }))
-	if err := run(ctrl.SetupSignalHandler(), *impl, *lock); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), *impl, *lock, lifelock.Kind(*kind)); err != nil {
 		fmt.Fprintf(os.Stderr, "candidate: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, impl, lock string) error {
+func run(ctx context.Context, impl, lock string, kind lifelock.Kind) error {
 	if lock == "" {
 		return fmt.Errorf("-lock is empty; name the lock object")
+	}
+	if kind != "" && impl != "life" {
+		return fmt.Errorf("-kind=%s applies to -impl=life only, not -impl=%s", kind, impl)
 	}
 	podName, err := os.Hostname() // in a Pod (and in the harness's sandbox) the hostname is the Pod's name
 	if err != nil {
@@ -61,7 +70,7 @@ func run(ctx context.Context, impl, lock string) error {
 	switch impl {
 	case "life", "lease":
 		mo.LeaderElection = true
-		opts := &manageropts.Options{Mode: manageropts.Mode(impl)}
+		opts := &manageropts.Options{Mode: manageropts.Mode(impl), Lock: lifelock.Options{Kind: kind}}
 		mgr, err = opts.NewManager(cfg, mo)
 	case "oplib":
 		// operator-lib reads its Pod's name from POD_NAME, which its docs have the Deployment set through the
