@@ -288,7 +288,11 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		}
 		if a.held && mayWait && time.Now().Before(deadline) {
 			spreadUntil = time.Time{}
-			if !l.waitChange(ctx, ch, time.Until(deadline)) {
+			wait := time.Until(deadline)
+			if t := l.graceEnds(); !t.IsZero() && time.Until(t) < wait {
+				wait = max(time.Until(t), 0) + time.Millisecond // wake when the holder's grace period ends, to diagnose it
+			}
+			if !l.waitChange(ctx, ch, wait) {
 				return nil, nil, l.closedErr(ctx)
 			}
 			continue

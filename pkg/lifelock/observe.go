@@ -172,6 +172,20 @@ func (l *Lock) diagnose(a answer) {
 	l.eventLocked(l.lease, corev1.EventTypeWarning, ReasonHolderLooksStuck, "%s is %s", l.own.Name, msg)
 }
 
+// graceEnds returns when the holder's Pod, being deleted, passes its grace period (its deletionTimestamp),
+// if that is still ahead; else the zero time.
+func (l *Lock) graceEnds() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holder == nil || l.pods == nil || l.pods.obj == nil || string(l.pods.obj.UID) != l.holder.UID || l.pods.obj.DeletionTimestamp == nil {
+		return time.Time{}
+	}
+	if t := l.pods.obj.DeletionTimestamp.Time; time.Now().Before(t) {
+		return t
+	}
+	return time.Time{}
+}
+
 func (l *Lock) clearStuckLocked() {
 	l.stuck = ""
 	stuckHolder.WithLabelValues(l.name).Set(0)

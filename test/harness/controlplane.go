@@ -56,6 +56,10 @@ type ControlPlane struct {
 	kcmExited chan struct{} // closed once kube-controller-manager has exited; kcmErr says how
 	kcmErr    error
 	dir       string
+
+	// apiServerStopped: StopAPIServer stopped kube-apiserver and StartAPIServer has not started it again.
+	// Guarded by envMu.
+	apiServerStopped bool
 }
 
 // Options changes how Start runs the control plane.
@@ -195,15 +199,55 @@ func (cp *ControlPlane) waitGarbageCollector(ctx context.Context) error {
 func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	cp.envMu.Lock()
 	defer cp.envMu.Unlock()
-	apiServer := cp.env.ControlPlane.GetAPIServer()
-	if err := apiServer.Stop(); err != nil {
+	if !cp.apiServerStopped {
+		if err := cp.stopAPIServerLocked(); err != nil {
+			return err
+		}
+	}
+	return cp.startAPIServerLocked(ctx)
+}
+
+// StopAPIServer stops kube-apiserver and leaves it stopped (etcd keeps running, and with it every object):
+// an API outage of the length the caller chooses. StartAPIServer ends it. Stopping it when it is already
+// stopped does nothing.
+func (cp *ControlPlane) StopAPIServer() error {
+	cp.envMu.Lock()
+	defer cp.envMu.Unlock()
+	if cp.apiServerStopped {
+		return nil
+	}
+	return cp.stopAPIServerLocked()
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the same address with the same
+// certificates, and waits until it is ready; every connection handed out stays valid. Starting it when it
+// runs does nothing, so a spec can defer it as a cleanup.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	cp.envMu.Lock()
+	defer cp.envMu.Unlock()
+	if !cp.apiServerStopped {
+		return nil
+	}
+	return cp.startAPIServerLocked(ctx)
+}
+
+// stopAPIServerLocked stops kube-apiserver. cp.envMu must be held.
+func (cp *ControlPlane) stopAPIServerLocked() error {
+	if err := cp.env.ControlPlane.GetAPIServer().Stop(); err != nil {
 		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
+	cp.apiServerStopped = true
+	return nil
+}
+
+// startAPIServerLocked starts the stopped kube-apiserver and waits until it is ready. cp.envMu must be held.
+func (cp *ControlPlane) startAPIServerLocked(ctx context.Context) error {
 	// Start keeps the address and, as the certificates are in place, its serving CA and client CA; it
 	// returns once /healthz answers.
-	if err := apiServer.Start(); err != nil {
+	if err := cp.env.ControlPlane.GetAPIServer().Start(); err != nil {
 		return fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
+	cp.apiServerStopped = false
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := cp.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)

@@ -55,6 +55,51 @@ func (cp *ControlPlane) SetNodeReady(ctx context.Context, name string, ready boo
 	})
 }
 
+// TaintNode adds taint to the Node, replacing a taint with the same key and effect, as `kubectl taint nodes`
+// does (for example node.kubernetes.io/out-of-service=nodeshutdown:NoExecute, what an administrator writes
+// on a Node that is shut down).
+func (cp *ControlPlane) TaintNode(ctx context.Context, name string, taint corev1.Taint) error {
+	return cp.updateNode(ctx, name, func(n *corev1.Node) {
+		taints := []corev1.Taint{taint}
+		for _, t := range n.Spec.Taints {
+			if t.Key != taint.Key || t.Effect != taint.Effect {
+				taints = append(taints, t)
+			}
+		}
+		n.Spec.Taints = taints
+	})
+}
+
+// UntaintNode removes every taint with key from the Node, whatever its effect.
+func (cp *ControlPlane) UntaintNode(ctx context.Context, name, key string) error {
+	return cp.updateNode(ctx, name, func(n *corev1.Node) {
+		var taints []corev1.Taint
+		for _, t := range n.Spec.Taints {
+			if t.Key != key {
+				taints = append(taints, t)
+			}
+		}
+		n.Spec.Taints = taints
+	})
+}
+
+// updateNode applies change to the Node's current spec and metadata.
+func (cp *ControlPlane) updateNode(ctx context.Context, name string, change func(*corev1.Node)) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := cp.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(n)
+		_, err = cp.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("updating node %s: %w", name, err)
+	}
+	return nil
+}
+
 // CreatePod creates a candidate Pod bound to node, Running, with its container running and this machine's
 // LocalIP as its IP. An empty name gets a random one.
 func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
