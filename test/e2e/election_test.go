@@ -111,6 +111,12 @@ var _ = Describe("Election", func() {
 		for _, c := range cands {
 			Eventually(c.Lock.Holder).WithTimeout(10 * time.Second).Should(Equal(leader.Lock.Identity()))
 		}
+		// The election's last start-up requests: every candidate watches the holder's Node (this identity
+		// may read Nodes), and the leader writes its BecameLeader Event on the lock and on its Pod.
+		Eventually(counter.Snapshot).WithTimeout(10 * time.Second).Should(And(
+			HaveKeyWithValue("WATCH /api/v1/nodes", 3),
+			HaveKeyWithValue("POST /api/v1/namespaces/"+ns+"/events", 2),
+		))
 		startup := counter.Snapshot()
 		const window = 20 * time.Second
 		Consistently(counter.Total).WithTimeout(window).WithPolling(time.Second).Should(Equal(counter.Total()))
