@@ -13,9 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,10 +50,9 @@ func measure(ctx context.Context, cfg config, out string) error {
 	}
 	defer func() { _ = os.RemoveAll(work) }()
 
-	bin := filepath.Join(work, "candidate")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./candidate")
-	if b, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the candidate: %w\n%s", err, b)
+	bin, err := harness.BuildBinary(ctx, ".", "./candidate", work)
+	if err != nil {
+		return fmt.Errorf("building the candidate: %w", err)
 	}
 	logf("built the candidate")
 

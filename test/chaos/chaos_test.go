@@ -3,7 +3,6 @@ package chaos
 import (
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -38,12 +37,9 @@ var (
 var _ = BeforeSuite(func(ctx SpecContext) {
 	logf.SetLogger(GinkgoLogr)
 	Expect(*candidates).To(BeNumerically(">=", 3), "-chaos.candidates")
-	tmp := GinkgoT().TempDir()
-	manager = filepath.Join(tmp, "manager")
-	build := exec.CommandContext(ctx, "go", "build", "-o", manager, "./examples/manager")
-	build.Dir = filepath.Join("..", "..")
-	out, err := build.CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "building examples/manager:\n%s", out)
+	var err error
+	manager, err = harness.BuildBinary(ctx, filepath.Join("..", ".."), "./examples/manager", GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
 
 	cp, err = harness.Start(ctx)
 	Expect(err).NotTo(HaveOccurred())

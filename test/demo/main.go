@@ -74,9 +74,8 @@ func run(ctx context.Context) (err error) {
 	defer func() { _ = os.RemoveAll(tmp) }()
 
 	say("Building examples/manager")
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(tmp, "manager"), "./examples/manager")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building examples/manager (run from the repository root): %w\n%s", err, out)
+	if _, err := harness.BuildBinary(ctx, ".", "./examples/manager", tmp); err != nil {
+		return fmt.Errorf("building examples/manager (run from the repository root): %w", err)
 	}
 
 	say("Starting the control plane: etcd, kube-apiserver, kube-controller-manager (garbage collector)")

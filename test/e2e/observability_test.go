@@ -52,7 +52,7 @@ func acquiredFor(reason string) map[string]string {
 // BeforeAll) and removes it after them.
 func buildExampleManager(ctx context.Context) string {
 	start := time.Now()
-	bin, err := harness.BuildBinary(ctx, "../..", "./examples/manager")
+	bin, err := harness.BuildBinary(ctx, "../..", "./examples/manager", "")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, filepath.Dir(bin))
 	_, _ = fmt.Fprintf(GinkgoWriter, "built examples/manager in %s\n", time.Since(start).Round(time.Millisecond))

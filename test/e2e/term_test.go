@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -135,9 +134,7 @@ var _ = Describe("Term", func() {
 			handledBy   = "lifelock.example/handled-by"
 			termStamp   = "lifelock.example/term"
 		)
-		bin, err := harness.BuildBinary(ctx, "../..", "./examples/manager")
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(os.RemoveAll, filepath.Dir(bin))
+		bin := buildExampleManager(ctx)
 		podA := newPod(ctx, ns, "a")
 		proc, err := harness.StartPodProcess(podA, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
 			"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")

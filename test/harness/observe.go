@@ -142,14 +142,17 @@ func FreePort(ip string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// BuildBinary builds the Go package pkg (for example "./examples/manager"), run from dir, into a new file
-// in a temporary directory, and returns its path.
-func BuildBinary(ctx context.Context, dir, pkg string) (string, error) {
-	tmp, err := os.MkdirTemp("", "lifelock-bin-")
-	if err != nil {
-		return "", err
+// BuildBinary builds the Go package pkg (for example "./examples/manager"), run from dir, into outDir (a new
+// temporary directory if outDir is "", which the caller removes), and returns the binary's path.
+func BuildBinary(ctx context.Context, dir, pkg, outDir string) (string, error) {
+	if outDir == "" {
+		tmp, err := os.MkdirTemp("", "lifelock-bin-")
+		if err != nil {
+			return "", err
+		}
+		outDir = tmp
 	}
-	out := filepath.Join(tmp, filepath.Base(pkg))
+	out := filepath.Join(outDir, filepath.Base(pkg))
 	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	build.Dir = dir
 	if b, err := build.CombinedOutput(); err != nil {

@@ -51,7 +51,7 @@ const lockName = "interop-lock"
 var _ = BeforeSuite(func(ctx SpecContext) {
 	logf.SetLogger(GinkgoLogr)
 	var err error
-	candidateBin, err = harness.BuildBinary(ctx, "..", "./candidate")
+	candidateBin, err = harness.BuildBinary(ctx, "..", "./candidate", "")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { _ = os.RemoveAll(filepath.Dir(candidateBin)) })
 	cp, err = harness.Start(ctx)
