@@ -7,6 +7,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -107,8 +108,8 @@ func TestConfigMapCanonical(t *testing.T) {
 			if tc.holder != "" && rec.LeaseDurationSeconds != MaxLeaseDurationSeconds {
 				t.Errorf("recordOf(held) = %+v, want a lease that never expires", rec)
 			}
-			if len(tc.cm.OwnerReferences) != len(orig.OwnerReferences) {
-				t.Errorf("canonical changed the watched ConfigMap: %+v", tc.cm.OwnerReferences)
+			if !apiequality.Semantic.DeepEqual(tc.cm, orig) {
+				t.Errorf("canonical changed the watched ConfigMap (an informer's cached object):\n got %+v\nwant %+v", tc.cm, orig)
 			}
 		})
 	}

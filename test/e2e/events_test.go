@@ -61,7 +61,7 @@ var _ = Describe("Events", func() {
 		Consistently(events(ctx, "Pod", "b")).WithTimeout(time.Second).Should(BeEmpty(), "a follower records nothing while it waits")
 
 		Expect(cp.SetPodPhase(ctx, podA, corev1.PodFailed, "Evicted")).To(Succeed())
-		Eventually(a.Done()).WithTimeout(5 * time.Second).Should(BeClosed())
+		Eventually(a.Done()).WithTimeout(15 * time.Second).Should(BeClosed())
 		Eventually(b.Elected()).WithTimeout(30 * time.Second).Should(BeClosed())
 		Expect(leaseUID(ctx)).To(Equal(lock), "a takeover keeps the lock object")
 		tb, _ := b.Lock.Term()

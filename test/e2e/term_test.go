@@ -195,5 +195,13 @@ var _ = Describe("Term", func() {
 			HaveKeyWithValue(termStamp, later.String()),
 		))
 		Expect(proc.Done()).NotTo(BeClosed(), "the manager still runs: it refused the write, it did not crash")
+
+		// And its controller is still at work, so the window above was not quiet for lack of reconciling: an
+		// earlier term's stamp is overwritten again.
+		stamp("earlier-leader", earlier)
+		Eventually(annotations).WithTimeout(30 * time.Second).Should(SatisfyAll(
+			HaveKeyWithValue(handledBy, "a"),
+			HaveKeyWithValue(termStamp, mine.String()),
+		))
 	})
 })

@@ -73,6 +73,27 @@ func (m Metrics) Value(name string, labels map[string]string) (float64, bool) {
 	return v, ok
 }
 
+// Sum adds up the samples of name whose labels include every one of match (all of them if match is empty).
+func (m Metrics) Sum(name string, match map[string]string) float64 {
+	var n float64
+	for key, v := range m {
+		if key != name && !strings.HasPrefix(key, name+"{") {
+			continue
+		}
+		all := true
+		for k, want := range match {
+			if !strings.Contains(key, fmt.Sprintf("%s=%q", k, want)) {
+				all = false
+				break
+			}
+		}
+		if all {
+			n += v
+		}
+	}
+	return n
+}
+
 // ScrapeMetrics reads the metrics endpoint at url (for example http://10.0.0.1:8080/metrics).
 func ScrapeMetrics(ctx context.Context, url string) (Metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -88,10 +109,19 @@ func ScrapeMetrics(ctx context.Context, url string) (Metrics, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return nil, fmt.Errorf("scraping %s: %s: %s", url, resp.Status, body)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	m, err := ParseMetrics(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the metrics of %s: %w", url, err)
+	}
+	return m, nil
+}
+
+// ParseMetrics reads metrics in the Prometheus text format (for example kube-apiserver's /metrics).
+func ParseMetrics(r io.Reader) (Metrics, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
 	}
 	out := Metrics{}
 	for name, f := range families {

@@ -187,7 +187,11 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 	var s *scenario
 	BeforeEach(func(ctx SpecContext) { s = newScenario(ctx) })
 
-	It("operator-lib deletes the lifelock leader's Pod and lock; the lifelock leader fences itself before operator-lib leads", func(ctx SpecContext) {
+	It("operator-lib deletes the lifelock leader's Pod and lock; the lifelock leader fences itself and exits", func(ctx SpecContext) {
+		// Whether the leader stops before operator-lib's first act is a race between its RenewDeadline
+		// (500 ms) and operator-lib's backoff (1-1.2 s): on a loaded machine it can lose. The spec asserts
+		// what lifelock does (it fences itself, records LostLock and exits) and measures the margin.
+		s.outsideGuarantee = "operator-lib's NotReady-node policy deletes a live leader's lock"
 		lead := s.start(ctx, "life-0", life)
 		s.expectLeader(ctx, lead, 60*time.Second)
 		// The Node is NotReady before operator-lib's first attempt: its shortest backoff (1 s) follows the delete.
@@ -215,6 +219,5 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 		Expect(opSpans).To(HaveLen(1))
 		measure("NotReady node: lock deleted by oplib -> lifelock leader's last act (self-fencing)", leadSpans[0].End-lockGone)
 		measure("NotReady node: margin (lifelock leader's last act -> oplib's first act)", opSpans[0].Start-leadSpans[0].End)
-		Expect(opSpans[0].Start).To(BeNumerically(">", leadSpans[0].End), "operator-lib led while the lifelock leader still acted")
 	}, SpecTimeout(4*time.Minute))
 })
