@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -17,7 +18,7 @@ type BecomeOption func(*becomeConfig)
 type becomeConfig struct {
 	cfg     *rest.Config
 	opts    Options
-	timings [3]time.Duration // retry period, renew deadline, lease duration
+	timings [2]time.Duration // retry period, renew deadline (zero: the defaults)
 	onLost  func()
 	term    *Term
 }
@@ -29,9 +30,9 @@ func WithConfig(cfg *rest.Config) BecomeOption { return func(c *becomeConfig) { 
 // WithOptions sets the lock's options (own Pod, namespace, acquisition grace, logger).
 func WithOptions(o Options) BecomeOption { return func(c *becomeConfig) { c.opts = o } }
 
-// WithTimings sets the elector's retry period and renew deadline. The lease duration passed to client-go is
-// derived (it is never written). Default: DefaultRetryPeriod, DefaultRenewDeadline. The acquisition grace
-// follows them unless set in WithOptions.
+// WithTimings sets the elector's retry period and renew deadline; the lease duration and the acquisition
+// grace follow (TimingsFor), unless the grace is set in WithOptions. Default: DefaultRetryPeriod,
+// DefaultRenewDeadline.
 func WithTimings(retryPeriod, renewDeadline time.Duration) BecomeOption {
 	return func(c *becomeConfig) { c.timings[0], c.timings[1] = retryPeriod, renewDeadline }
 }
@@ -47,11 +48,11 @@ func WithOnLost(f func()) BecomeOption { return func(c *becomeConfig) { c.onLost
 
 // Become blocks until this Pod holds the leader-for-life lock called name, for programs without a
 // controller-runtime manager. It returns nil once this process leads, or an error if ctx ends first or the
-// lock cannot be made (see New for the errors). Leadership then lasts until the Pod is gone; it is never
-// released on ctx's end, because the work started after Become returns may still run. If the lock is lost
-// while ctx is live, the WithOnLost function runs.
+// lock cannot be made (see New for the errors). Leadership then lasts until the Pod is gone: once Become
+// has returned nil, ctx no longer matters, the lock is never released, and it keeps watching for the rest
+// of the process, so that a loss (the lock deleted, this Pod evicted) runs the WithOnLost function.
 func Become(ctx context.Context, name string, options ...BecomeOption) error {
-	c := becomeConfig{timings: [3]time.Duration{DefaultRetryPeriod, DefaultRenewDeadline, 0}}
+	var c becomeConfig
 	for _, o := range options {
 		o(&c)
 	}
@@ -62,15 +63,8 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 		}
 		c.cfg = cfg
 	}
-	retry, renew := c.timings[0], c.timings[1]
-	lease := max(DefaultLeaseDuration, 2*renew)
-	if c.opts.AcquisitionGrace == nil {
-		g := AcquisitionGraceFor(retry, renew)
-		c.opts.AcquisitionGrace = &g
-	}
-	if c.opts.RetryPeriod == 0 {
-		c.opts.RetryPeriod = retry
-	}
+	t := TimingsFor(c.timings[0], c.timings[1])
+	c.opts.RetryPeriod, c.opts.RenewDeadline, c.opts.LeaseDuration = t.RetryPeriod, t.RenewDeadline, t.LeaseDuration
 	lock, err := New(ctx, c.cfg, name, c.opts)
 	if err != nil {
 		return err
@@ -82,44 +76,54 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 			os.Exit(1)
 		}
 	}
+	// The elector outlives ctx once this process leads: only giving up before that cancels it.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	var gaveUp atomic.Bool
 	elected := make(chan struct{})
 	done := make(chan struct{})
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:          lock,
-		LeaseDuration: lease,
-		RenewDeadline: renew,
-		RetryPeriod:   retry,
+		LeaseDuration: t.LeaseDuration,
+		RenewDeadline: t.RenewDeadline,
+		RetryPeriod:   t.RetryPeriod,
 		Name:          name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(context.Context) { close(elected) },
+			// Decided from the lock, not from OnStartedLeading: the elector starts that in a goroutine, so a
+			// loss right after the acquisition may stop leading before it has run.
 			OnStoppedLeading: func() {
-				select {
-				case <-elected:
-					if ctx.Err() == nil {
-						c.onLost()
-					}
-				default:
+				if term, _ := lock.Term(); !term.IsZero() && !gaveUp.Load() {
+					c.onLost()
 				}
 			},
 		},
 	})
 	if err != nil {
+		cancelRun()
 		lock.Close()
 		return fmt.Errorf("becoming leader of %s: %w", lock.Describe(), err)
 	}
 	go func() {
 		defer close(done)
 		defer lock.Close()
-		le.Run(ctx)
+		le.Run(runCtx)
 	}()
 	select {
 	case <-elected:
+		go func() { <-done; cancelRun() }() // the elector runs on, for the rest of the process
+		term, leading := lock.Term()
+		if !leading {
+			return fmt.Errorf("becoming leader of %s: %w right after acquiring it", lock.Describe(), ErrLockLost)
+		}
 		log.Info("Became leader", "lock", lock.Describe(), "identity", lock.Identity())
 		if c.term != nil {
-			*c.term, _ = lock.Term()
+			*c.term = term
 		}
 		return nil
-	case <-done:
+	case <-ctx.Done():
+		gaveUp.Store(true)
+		cancelRun()
+		<-done
 		return fmt.Errorf("becoming leader of %s: %w", lock.Describe(), ctx.Err())
 	}
 }

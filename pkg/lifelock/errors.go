@@ -15,8 +15,15 @@ var (
 	// hostname does not name a Pod in that namespace (the Pod sets spec.hostname or uses the host network).
 	ErrPodNameUnknown = errors.New("own Pod name unknown")
 
-	// ErrPodNotFound means the Pod named by POD_NAME (or Options.PodName) does not exist in its namespace.
+	// ErrPodNotFound means the Pod named by POD_NAME (or Options.PodName) does not exist in its namespace,
+	// or exists with another UID than POD_UID (or Options.PodUID): this process's Pod is gone.
 	ErrPodNotFound = errors.New("own Pod not found")
+
+	// ErrNamespaceMismatch means the lock would live in another namespace than the candidate's Pod. The lock
+	// is owned by the holder's Pod, and an ownerReference cannot point across namespaces (the garbage
+	// collector deletes such an object at once), so the lock lives in the Pod's namespace: leave its
+	// namespace unset.
+	ErrNamespaceMismatch = errors.New("lock namespace differs from the Pod's")
 
 	// ErrInvalidLockName means the lock name is not a valid Kubernetes object name.
 	ErrInvalidLockName = errors.New("invalid lock name")

@@ -21,9 +21,14 @@ import (
 //	  valueFrom: {fieldRef: {fieldPath: metadata.name}}
 //	- name: POD_NAMESPACE
 //	  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+//	- name: POD_UID
+//	  valueFrom: {fieldRef: {fieldPath: metadata.uid}}
+//
+// POD_UID is optional but worth giving: see Options.PodUID.
 const (
 	PodNameEnv      = "POD_NAME"
 	PodNamespaceEnv = "POD_NAMESPACE"
+	PodUIDEnv       = "POD_UID"
 )
 
 // serviceAccountNamespaceFile is where kubelet mounts the Pod's namespace. A variable so tests can point
@@ -83,8 +88,9 @@ func findOwnPodName(name, namespace string) (ns, podName string, fromHostname bo
 	return ns, podName, false, nil
 }
 
-// resolveOwnPod finds this process's Pod and reads its UID from the API server.
-func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, namespace string) (PodRef, error) {
+// resolveOwnPod finds this process's Pod and reads its UID from the API server. uid (else $POD_UID), when
+// known, must be the Pod's.
+func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, namespace, uid string) (PodRef, error) {
 	ns, podName, fromHostname, err := findOwnPodName(name, namespace)
 	if err != nil {
 		return PodRef{}, err
@@ -102,6 +108,14 @@ func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, names
 			ns, podName, ErrMissingPermission, ns, err)
 	case err != nil:
 		return PodRef{}, fmt.Errorf("finding own Pod %s/%s: %w", ns, podName, err)
+	}
+	if uid == "" {
+		uid = os.Getenv(PodUIDEnv)
+	}
+	if uid != "" && string(pod.UID) != uid {
+		return PodRef{}, fmt.Errorf("finding own Pod: %w: Pod %s/%s has UID %s, but this process runs in the Pod with UID %s (%s or Options.PodUID): "+
+			"its Pod was deleted and another was created under the same name; this process must exit",
+			ErrPodNotFound, ns, podName, pod.UID, uid, PodUIDEnv)
 	}
 	if fromHostname && !hostnameIsPod(pod, podName) {
 		return PodRef{}, fmt.Errorf("finding own Pod: %w: %s is unset and Pod %s/%s, named like the hostname, is not provably this Pod (it sets spec.hostname or the host network, or none of its IPs is local); %s",

@@ -78,7 +78,7 @@ func TestResolveOwnPod(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := resolveOwnPod(t.Context(), client, tc.optName, tc.optNS)
+			got, err := resolveOwnPod(t.Context(), client, tc.optName, tc.optNS, "")
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantErrContains) {
 					t.Fatalf("err = %v; want %v containing %q", err, tc.wantErr, tc.wantErrContains)

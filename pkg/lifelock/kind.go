@@ -37,8 +37,17 @@ const (
 	KindConfigMap Kind = "configmap"
 )
 
-// Annotations a ConfigMap lock carries beyond operator-lib's format. A lock lifelock creates has neither;
-// operator-lib ignores both.
+// SettledAnnotation ("true") marks a lock version whose every earlier holder is proven stopped: the Pod
+// of each was seen gone after its containers stopped, or it released the lock after its work stopped, or an
+// acquisition grace has passed since it lost the lock. An acquisition that found its predecessor proven
+// stopped writes it with the acquisition; one that had to wait out the grace writes it once the grace has
+// passed (the only write a lock makes after acquiring). A successor skips the grace only on a settled lock:
+// without the mark, a candidate that took the lock from a running holder and then gave it up, or whose
+// Pod went away, would hand its successor a proof it never had. Both kinds carry it.
+const SettledAnnotation = "lifelock.dev/settled"
+
+// Annotations a ConfigMap lock carries beyond operator-lib's format (besides SettledAnnotation). A lock
+// lifelock creates has neither; operator-lib ignores both.
 const (
 	// TransitionsAnnotation is a ConfigMap lock's term number (a Lease keeps it in spec.leaseTransitions).
 	// It is written on a takeover; a ConfigMap without it is in term 0.
@@ -58,10 +67,14 @@ type store interface {
 	// canonical turns a watched object into the Lease form (false if obj is not of the kind).
 	canonical(obj any) (*coordinationv1.Lease, bool)
 	create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
+	// get reads the lock live (a NotFound error when it does not exist).
+	get(ctx context.Context, name string) (*coordinationv1.Lease, error)
 	// takeOver writes l, the next term of old, on the condition that old is still current.
 	takeOver(ctx context.Context, old, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
-	// release frees cur, on the condition that it is still current.
-	release(ctx context.Context, cur *coordinationv1.Lease, identity string) error
+	// settle sets SettledAnnotation on cur, on the condition that it is still current.
+	settle(ctx context.Context, cur *coordinationv1.Lease) (*coordinationv1.Lease, error)
+	// release frees cur, on the condition that it is still current; settled as releasedLease says.
+	release(ctx context.Context, cur *coordinationv1.Lease, identity string, settled bool) error
 	// reference is the lock object, for Events.
 	reference(l *coordinationv1.Lease) runtime.Object
 	permissions() []permission
@@ -102,15 +115,24 @@ func (s leaseStore) create(ctx context.Context, l *coordinationv1.Lease) (*coord
 	return s.client.CoordinationV1().Leases(s.namespace).Create(ctx, l, metav1.CreateOptions{})
 }
 
+func (s leaseStore) get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	return s.client.CoordinationV1().Leases(s.namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
 // takeOver is an Update: it carries old's resourceVersion, so it fails if the lock changed since.
 func (s leaseStore) takeOver(ctx context.Context, _, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	return s.client.CoordinationV1().Leases(s.namespace).Update(ctx, l, metav1.UpdateOptions{})
 }
 
+// settle is an Update carrying cur's resourceVersion.
+func (s leaseStore) settle(ctx context.Context, cur *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	return s.client.CoordinationV1().Leases(s.namespace).Update(ctx, settledLease(cur), metav1.UpdateOptions{})
+}
+
 // release marks the Lease free and keeps it: a deleted lock whose holder's Pod lives looks, to a follower,
 // exactly like a lock that vanished under a live leader.
-func (s leaseStore) release(ctx context.Context, cur *coordinationv1.Lease, _ string) error {
-	_, err := s.client.CoordinationV1().Leases(s.namespace).Update(ctx, releasedLease(cur, time.Now()), metav1.UpdateOptions{})
+func (s leaseStore) release(ctx context.Context, cur *coordinationv1.Lease, _ string, settled bool) error {
+	_, err := s.client.CoordinationV1().Leases(s.namespace).Update(ctx, releasedLease(cur, time.Now(), settled), metav1.UpdateOptions{})
 	return err
 }
 
@@ -186,11 +208,24 @@ func (s configMapStore) canonical(obj any) (*coordinationv1.Lease, bool) {
 	return l, true
 }
 
-// create writes exactly what operator-lib's Become writes: an empty ConfigMap with one Pod owner.
+func (s configMapStore) get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c, _ := s.canonical(cm)
+	return c, nil
+}
+
+// create writes what operator-lib's Become writes, an empty ConfigMap with one Pod owner, plus
+// SettledAnnotation when the acquisition is settled (operator-lib ignores annotations).
 func (s configMapStore) create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, OwnerReferences: l.OwnerReferences}}
 	if n := ptr.Deref(l.Spec.LeaseTransitions, 0); n > 0 {
 		cm.Annotations = map[string]string{TransitionsAnnotation: strconv.Itoa(int(n))}
+	}
+	if settledOf(l) {
+		cm.Annotations = withSettled(cm.Annotations, true)
 	}
 	created, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
 	if err != nil {
@@ -208,15 +243,29 @@ func (s configMapStore) takeOver(ctx context.Context, old, l *coordinationv1.Lea
 		"annotations": map[string]any{
 			TransitionsAnnotation: strconv.Itoa(int(ptr.Deref(l.Spec.LeaseTransitions, 0))),
 			ReleasedAnnotation:    nil,
+			SettledAnnotation:     settledValue(settledOf(l)),
 		},
 	})
+}
+
+// settle sets SettledAnnotation with a merge patch that carries cur's resourceVersion.
+func (s configMapStore) settle(ctx context.Context, cur *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	return s.patch(ctx, cur, map[string]any{"annotations": map[string]any{SettledAnnotation: "true"}})
+}
+
+// settledValue is SettledAnnotation's value in a merge patch: "true", or null to remove it.
+func settledValue(settled bool) any {
+	if settled {
+		return "true"
+	}
+	return nil
 }
 
 // release marks the lock released (lifelock followers may take it over from then on, and see it as free
 // once it is gone) and then deletes it, so that operator-lib candidates can create it. Both writes are
 // conditional: if a follower took the marked lock over first, the delete fails and the lock is left to it.
-func (s configMapStore) release(ctx context.Context, cur *coordinationv1.Lease, identity string) error {
-	marked, err := s.patch(ctx, cur, map[string]any{"annotations": map[string]any{ReleasedAnnotation: identity}})
+func (s configMapStore) release(ctx context.Context, cur *coordinationv1.Lease, identity string, settled bool) error {
+	marked, err := s.patch(ctx, cur, map[string]any{"annotations": map[string]any{ReleasedAnnotation: identity, SettledAnnotation: settledValue(settled)}})
 	if err != nil {
 		return err
 	}

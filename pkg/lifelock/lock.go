@@ -19,47 +19,15 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// This file is the algorithm: how Get, Create and Update answer client-go's LeaderElector. The watched state
-// they read is kept in watch.go; the lock format and the pure judgments are in record.go.
-
-// phase is where this process stands with the lock. It only moves forward: following → leading → lost or
-// released. A lock that has left "leading" never acquires again.
-type phase int
-
-const (
-	following phase = iota // has never held a term in this process
-	leading
-	lost
-	released
-)
-
-// judgedKind is what Get decided the elector may do next.
-type judgedKind int
-
-const (
-	judgedAbsent   judgedKind = iota + 1 // no lock: Create may acquire
-	judgedOurs                           // held by this Pod's UID (a restarted container): Update re-acquires
-	judgedTakeover                       // free, released, expired or held by a gone holder: Update takes over
-)
-
-// judgement is the decision Get handed to the elector; Create and Update act on exactly it.
-type judgement struct {
-	kind     judgedKind
-	lease    *coordinationv1.Lease // the object judged (nil when absent); its resourceVersion is the write precondition
-	proven   bool                  // the previous holder is proven stopped: no acquisition grace
-	reason   string                // why the lock may be taken, for logs and Events
-	metric   string                // the reason label of lifelock_acquisitions_total
-	previous string                // the previous holder's identity, for logs and Events
-	// mayVanish: the lock's owner Pod was confirmed gone by a live GET (so the garbage collector may be
-	// deleting the lock right now), or its holder released it (and may be deleting it).
-	mayVanish bool
-}
+// This file is the Lock: how Get, Create and Update answer client-go's LeaderElector. What they decide is
+// decided by the core (core.go); this file carries it out: it waits on the watches (watch.go), confirms a
+// gone holder with a live GET, writes the lock, and reports (events.go, diagnosis.go).
 
 // Lock is a leader-for-life lock: a resourcelock.Interface over a coordination.k8s.io/v1 Lease (or, with
-// Options.Kind, a ConfigMap) owned by the holder's Pod. Hand it to client-go's LeaderElector (or to controller-runtime through
-// manager.Options.LeaderElectionResourceLockInterface) with timings like DefaultRetryPeriod,
-// DefaultRenewDeadline and DefaultLeaseDuration. A Lock serves one election in one process: once it has
-// been lost or released it refuses to acquire again.
+// Options.Kind, a ConfigMap) owned by the holder's Pod. Hand it to client-go's LeaderElector (or to
+// controller-runtime through manager.Options.LeaderElectionResourceLockInterface) with the timings it was
+// made for (Options.RetryPeriod, RenewDeadline and LeaseDuration; see TimingsFor). A Lock serves one
+// election in one process: once it has been lost or released it refuses to acquire again.
 type Lock struct {
 	client    kubernetes.Interface
 	store     store
@@ -74,20 +42,20 @@ type Lock struct {
 	ctx       context.Context // lifetime of the watches and the socket
 	stop      context.CancelFunc
 
-	writing      sync.WaitGroup // Events being written (observe.go)
+	writing      sync.WaitGroup // Events being written (events.go)
 	eventErrOnce sync.Once
+	graceWarned  sync.Once
 
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced on every change of what is below
-	view                     // the watched state (watch.go)
-	socketHeld bool
-	watchNodes bool // this candidate may watch Nodes: the holder's Node is watched
-	phase      phase
-	termUID    string     // the lock object's UID while leading
-	term       Term       // the term this process won (zero until it leads)
-	judged     *judgement // Get's last actionable decision
-	since      time.Time  // when this candidate first asked for the lock
-	stuck      string     // the holder this candidate last reported as looking stuck, "" if none
+	core       *core         // every decision (core.go)
+	podCancel  context.CancelFunc
+	nodeCancel context.CancelFunc
+	watchNodes bool      // this candidate may watch Nodes: the holder's Node is watched
+	since      time.Time // when this candidate first asked for the lock
+	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
+	// lostReported: the loss of this process's term has been reported.
+	lostReported bool
 }
 
 var _ resourcelock.Interface = &Lock{}
@@ -95,7 +63,8 @@ var _ resourcelock.Interface = &Lock{}
 // New returns a Lock named name for the Pod this process runs in. It finds that Pod (see Options.PodName),
 // reads its UID, and checks that the credentials in cfg may do what the lock needs; any failure is returned
 // as one error that says what to fix (ErrNotInCluster, ErrPodNameUnknown, ErrPodNotFound,
-// ErrInvalidLockName, ErrMissingPermission). Watches start on first use; Close stops them.
+// ErrInvalidLockName, ErrNamespaceMismatch, ErrMissingPermission). Watches start on first use; Close stops
+// them.
 func New(ctx context.Context, cfg *rest.Config, name string, opts Options) (*Lock, error) {
 	if err := validateLockName(name); err != nil {
 		return nil, err
@@ -123,14 +92,21 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("lock %s: invalid options: %w", name, err)
 	}
+	graceDerived := opts.AcquisitionGrace == nil
 	opts = opts.setDefaults()
-	own, err := resolveOwnPod(ctx, client, opts.PodName, opts.PodNamespace)
+	own, err := resolveOwnPod(ctx, client, opts.PodName, opts.PodNamespace, opts.PodUID)
 	if err != nil {
 		return nil, err
 	}
 	ns := opts.Namespace
 	if ns == "" {
 		ns = own.Namespace
+	}
+	if ns != own.Namespace {
+		return nil, fmt.Errorf("lock %s/%s: %w: the lock would live in namespace %q but this Pod runs in %q, and an "+
+			"ownerReference cannot point across namespaces (the garbage collector would delete the lock at once, and "+
+			"nobody would ever lead); leave the lock's namespace unset (manager.Options.LeaderElectionNamespace, "+
+			"Options.Namespace) or set it to %q", ns, name, ErrNamespaceMismatch, ns, own.Namespace, own.Namespace)
 	}
 	st := newStore(opts.Kind, client, ns)
 	nodes, err := checkPermissions(ctx, client, ns, st, opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
@@ -147,6 +123,13 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		identity:   identityFor(own),
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
+		core: newCore(own, coreConfig{
+			desc:          ns + "/" + name,
+			grace:         *opts.AcquisitionGrace,
+			graceDerived:  graceDerived,
+			leaseDuration: opts.LeaseDuration,
+			outOfService:  opts.TakeOverFromOutOfServiceNodes,
+		}),
 	}, nil
 }
 
@@ -156,7 +139,6 @@ func (l *Lock) start() {
 		l.ctx, l.stop = context.WithCancel(context.Background())
 		l.mu.Lock()
 		l.changed = make(chan struct{})
-		l.stopped = map[string]bool{}
 		l.mu.Unlock()
 		stuckHolder.WithLabelValues(l.name).Set(0) // the series exists from the start, for alerts
 		l.startWatches()
@@ -165,8 +147,9 @@ func (l *Lock) start() {
 }
 
 // Close stops the lock's watches and frees its socket, and waits until the Events it recorded are written
-// (the writes of one Event give up after 5 s). It does not release the lock: a held lock stays held until this Pod is
-// gone (or the elector released it on cancel). Safe to call more than once.
+// (the writes of one Event give up after 5 s). It does not release the lock: a held lock stays held until
+// this Pod is gone (or the elector released it on cancel). Safe to call more than once. A leader that
+// closes its lock can no longer see a loss: close it only once the leader's work has stopped.
 func (l *Lock) Close() {
 	l.start()
 	l.stop()
@@ -188,7 +171,7 @@ func (l *Lock) Holder() string {
 	l.start()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.holderID
+	return l.core.holderID
 }
 
 // Kind returns the kind of object that holds the lock.
@@ -199,7 +182,7 @@ func (l *Lock) Kind() Kind { return l.opts.Kind }
 func (l *Lock) Term() (Term, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.term, l.phase == leading
+	return l.core.term, l.core.phase == leading
 }
 
 // RecordEvent records client-go's elector events ("became leader", "stopped leading") on the lock object
@@ -210,7 +193,7 @@ func (l *Lock) RecordEvent(s string) {
 		return
 	}
 	l.mu.Lock()
-	lease := l.lease
+	lease := l.core.lock
 	l.mu.Unlock()
 	l.opts.EventRecorder.Eventf(l.lockRef(lease), corev1.EventTypeNormal, "LeaderElection", "%s %s", l.identity, s)
 }
@@ -221,21 +204,14 @@ func (l *Lock) RecordEvent(s string) {
 func (l *Lock) Check(_ *http.Request) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.phase != leading || l.watchErr == nil {
+	c := l.core
+	if c.phase != leading || c.lockErr == nil {
 		return nil
 	}
-	if since := time.Since(l.brokenSince); since > l.opts.WatchFailureTolerance {
-		return fmt.Errorf("lock %s: leading, but the lock watch has been failing for %s: %w", l.Describe(), since.Round(time.Second), l.watchErr)
+	if since := time.Since(c.lockBrokenSince); since > l.opts.WatchFailureTolerance {
+		return fmt.Errorf("lock %s: leading, but the lock watch has been failing for %s: %w", l.Describe(), since.Round(time.Second), c.lockErr)
 	}
 	return nil
-}
-
-// answer is one Get verdict.
-type answer struct {
-	record  *resourcelock.LeaderElectionRecord // nil: the lock does not exist (NotFound)
-	judged  *judgement                         // set when the elector may act on the answer
-	held    bool                               // held by someone else: a follower may wait for a change
-	confirm *PodRef                            // the holder's Pod must be confirmed gone by a live GET first
 }
 
 // Get answers the elector from the watch. See the package documentation for the protocol.
@@ -254,8 +230,8 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 	for {
 		l.mu.Lock()
 		ch := l.changed
-		a := l.judgeLocked()
-		mayWait := l.phase == following
+		a := l.core.judge()
+		mayWait := l.core.phase == following
 		l.mu.Unlock()
 
 		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && *l.opts.AcquireSpread > 0 {
@@ -298,7 +274,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 			continue
 		}
 		l.mu.Lock()
-		l.judged = a.judged
+		l.core.judged = a.judged
 		l.mu.Unlock()
 		if a.record == nil {
 			return nil, nil, apierrors.NewNotFound(l.store.resource(), l.name)
@@ -307,64 +283,11 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 	}
 }
 
-// judgeLocked decides what the elector sees. Lock.mu must be held.
-func (l *Lock) judgeLocked() answer {
-	held := func(id string, base resourcelock.LeaderElectionRecord) answer {
-		r := heldRecord(id, base)
-		return answer{record: &r, held: true}
-	}
-	if !l.socketHeld {
-		return held(l.identity+" (another process of this Pod)", resourcelock.LeaderElectionRecord{})
-	}
-	lease := l.lease
-	if lease == nil {
-		if h := l.holder; h != nil && h.UID != l.own.UID {
-			switch v := l.holderPodLocked(*h); v {
-			case podAlive, podUnknownVerdict:
-				// The lock vanished while its holder's Pod lives (a foreground delete, or by hand): the
-				// holder is self-fencing; wait for its Pod to go.
-				return held(l.holderID, resourcelock.LeaderElectionRecord{})
-			default:
-				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: l.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: l.holderID}}
-			}
-		}
-		if l.releasedBy != "" {
-			// Released by its holder (after its runnables stopped) and then deleted: a ConfigMap lock.
-			return answer{judged: &judgement{kind: judgedAbsent, proven: true, reason: "lock released", metric: "released", previous: l.releasedBy}}
-		}
-		// Never held, or last held by this Pod: the socket proves no other process of this Pod runs.
-		return answer{judged: &judgement{kind: judgedAbsent, proven: l.holder != nil, reason: "lock absent", metric: "created"}}
-	}
-	base := recordOf(lease)
-	if lease.DeletionTimestamp != nil {
-		return held(holderOf(lease)+" (lock being deleted)", base)
-	}
-	if owner, ok := podOwner(lease); ok {
-		if owner.UID == l.own.UID {
-			r := heldRecord(l.identity, base)
-			return answer{record: &r, judged: &judgement{kind: judgedOurs, lease: lease, proven: true, reason: "held by this Pod", metric: "container_restart"}}
-		}
-		switch v := l.holderPodLocked(owner); v {
-		case podAlive, podUnknownVerdict:
-			return held(holderOf(lease), base)
-		default:
-			r := freeRecord(base)
-			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: l.stopped[owner.UID], reason: v.String(), metric: v.metric(), previous: holderOf(lease), mayVanish: true}}
-		}
-	}
-	if holderOf(lease) == "" {
-		r := freeRecord(base)
-		return answer{record: &r, judged: &judgement{kind: judgedTakeover, lease: lease, proven: true, reason: "lock released", metric: "released", previous: l.releasedBy, mayVanish: true}}
-	}
-	// A plain client-go lease: the elector judges its expiry by its own clock, as client-go candidates do.
-	return answer{record: &base, judged: &judgement{kind: judgedTakeover, lease: lease, reason: "lease expired", metric: "lease_expired", previous: holderOf(lease)}}
-}
-
 // waitSynced waits until the lock watch has synced: a candidate acquires only on an established watch.
 func (l *Lock) waitSynced(ctx context.Context) error {
 	for {
 		l.mu.Lock()
-		synced, werr, ch := l.leaseSynced, l.watchErr, l.changed
+		synced, werr, ch := l.core.lockSynced, l.core.lockErr, l.changed
 		l.mu.Unlock()
 		if synced {
 			return nil
@@ -404,11 +327,9 @@ func (l *Lock) confirmGone(ctx context.Context, h PodRef) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("confirming that holder Pod %s is gone: %w", h, err)
 	}
-	if provenStopped(pod) {
-		l.mu.Lock()
-		l.stopped[string(pod.UID)] = true
-		l.mu.Unlock()
-	}
+	l.mu.Lock()
+	l.core.noteStopped(pod)
+	l.mu.Unlock()
 	v := judgePod(pod, h.UID)
 	if v == podAlive && l.opts.TakeOverFromOutOfServiceNodes && pod.Spec.NodeName != "" {
 		node, err := l.client.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
@@ -424,19 +345,19 @@ func (l *Lock) confirmGone(ctx context.Context, h PodRef) (bool, error) {
 }
 
 // Create acquires an absent lock by creating it, owned by this Pod. AlreadyExists means "not leader".
-func (l *Lock) Create(ctx context.Context, _ resourcelock.LeaderElectionRecord) error {
+func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord) error {
 	l.start()
-	l.mu.Lock()
-	j, err := l.takeJudgementLocked(judgedAbsent)
-	l.mu.Unlock()
+	j, err := l.take(judgedAbsent)
 	if err != nil {
 		return err
 	}
-	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now()))
+	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now(), j.proven))
 	if err != nil {
+		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
+		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
 		return fmt.Errorf("creating lock %s: %w", l.Describe(), err)
 	}
-	return l.finishAcquisition(ctx, created, "", j)
+	return l.finishAcquisition(ctx, created, "", j, ler.LeaseDurationSeconds)
 }
 
 // Update confirms a held lock, takes over a free one, or (with an empty holder) releases it.
@@ -450,104 +371,142 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 		return fmt.Errorf("lock %s: asked to write holder %q, but this candidate is %q", l.Describe(), ler.HolderIdentity, l.identity)
 	}
 	l.mu.Lock()
-	if l.phase == leading {
-		// The renewal: confirm from the watch, write nothing.
-		defer l.mu.Unlock()
-		if reason := l.lossLocked(); reason != "" {
-			l.loseLocked(reason)
-			return fmt.Errorf("lock %s: %w: %s", l.Describe(), ErrLockLost, reason)
-		}
-		return nil
-	}
-	j, err := l.takeJudgementLocked(judgedOurs, judgedTakeover)
-	if err != nil {
+	if l.core.phase == leading {
 		l.mu.Unlock()
+		return l.renew(ctx)
+	}
+	l.mu.Unlock()
+	j, err := l.take(judgedOurs, judgedTakeover)
+	if err != nil {
 		return err
 	}
 	if j.kind == judgedOurs {
-		// A restarted container of the holder's Pod: the socket proves the previous process is gone.
-		defer l.mu.Unlock()
-		if !l.oursLocked(string(j.lease.UID)) {
-			return fmt.Errorf("lock %s: %w: it changed since it was read", l.Describe(), ErrNotAcquired)
-		}
-		l.leadLocked(j.lease, j)
-		return nil
+		// Held by this Pod already: a restarted container of the holder's Pod (the socket proves the
+		// previous process is gone), or a write of this process whose reply was lost. Nothing to write.
+		return l.finishAcquisition(ctx, j.lease, "", j, ler.LeaseDurationSeconds)
 	}
-	l.mu.Unlock()
-	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now()))
-	if err != nil && j.mayVanish && apierrors.IsNotFound(err) {
-		// The garbage collector may delete a gone holder's lock between Get's decision and this write (and a
-		// releasing ConfigMap holder deletes its lock). The holder is gone or stopped, so the lock is free to
-		// create now rather than after the elector's back-off.
-		created, cerr := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now()))
-		if cerr == nil {
-			return l.finishAcquisition(ctx, created, "", j)
-		}
-	}
+	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven))
 	if err != nil {
+		// NotFound (the garbage collector deleted a gone holder's lock meanwhile) and Conflict both mean the
+		// lock changed since it was judged: the elector asks Get again, which judges what is there now.
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
-	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j)
+	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
 }
 
-// takeJudgementLocked returns (and consumes) Get's decision if it allows one of kinds. Lock.mu must be held.
-func (l *Lock) takeJudgementLocked(kinds ...judgedKind) (*judgement, error) {
-	switch l.phase {
-	case leading:
-		// The elector acquires again only if it no longer sees the lock as ours: it was lost.
-		reason := l.lossLocked()
-		l.loseLocked(reason)
-		return nil, fmt.Errorf("lock %s: %w: %s; a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost, reason)
-	case lost:
-		return nil, fmt.Errorf("lock %s: %w: a lost lock never acquires again; exit and restart", l.Describe(), ErrLockLost)
-	case released:
-		return nil, fmt.Errorf("lock %s: %w", l.Describe(), ErrReleased)
-	}
-	j := l.judged
-	l.judged = nil
-	if j != nil {
-		for _, k := range kinds {
-			if j.kind == k {
-				return j, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("lock %s: %w: it is not free", l.Describe(), ErrNotAcquired)
-}
-
-// finishAcquisition waits, after a successful write, until the watch shows it and, unless the previous
-// holder is proven stopped, for the acquisition grace; the lock must still be ours at the end. If ctx ends
-// first, the lock is released again, so nothing is left held by a candidate that never led.
-func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Lease, judgedRV string, j *judgement) error {
-	uid := string(written.UID)
-	grace := *l.opts.AcquisitionGrace
-	if j.proven {
-		grace = 0
-	}
-	deadline := time.Now().Add(grace)
+// take takes Get's decision for an acquisition of one of kinds, reporting the loss of a term that ends
+// here (the elector acquires again only once it no longer sees the lock as ours).
+func (l *Lock) take(kinds ...judgedKind) (*judgement, error) {
 	l.mu.Lock()
-	l.pending = &pendingWrite{uid: uid, judgedRV: judgedRV}
-	if l.lease != nil && string(l.lease.UID) == uid && l.lease.ResourceVersion != judgedRV {
-		l.pending.seen = true
+	defer l.mu.Unlock()
+	j, err := l.core.take(kinds...)
+	if errors.Is(err, ErrLockLost) {
+		l.reportLostLocked(err.Error())
+	}
+	return j, err
+}
+
+// renew is the leader's renewal: it confirms from the watch that the lock is still ours and writes nothing.
+// While a watch it relies on is failing, the watched state may be stale, so it reads the lock and this Pod
+// live instead; if the live read fails too, the watched state decides (no stepping down on an API hiccup).
+func (l *Lock) renew(ctx context.Context) error {
+	l.mu.Lock()
+	if !l.core.watchBroken() {
+		defer l.mu.Unlock()
+		return l.renewedLocked(l.core.renew())
 	}
 	l.mu.Unlock()
+	lock, pod, err := l.readLive(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.core.phase != leading {
+		return fmt.Errorf("lock %s: %w", l.Describe(), ErrLockLost)
+	}
+	if err != nil {
+		l.log.V(1).Info("Cannot read the lock live while a watch is failing; judging from the watch", "err", err.Error())
+		return l.renewedLocked(l.core.renew())
+	}
+	reason := l.core.withLive(lock, pod).lossOf(l.core.termUID)
+	if reason != "" {
+		l.core.lose()
+	}
+	return l.renewedLocked(reason)
+}
+
+// renewedLocked reports a renewal's verdict: nil, or the loss. Lock.mu must be held.
+func (l *Lock) renewedLocked(reason string) error {
+	if reason == "" {
+		return nil
+	}
+	l.reportLostLocked(reason)
+	return fmt.Errorf("lock %s: %w: %s", l.Describe(), ErrLockLost, reason)
+}
+
+// readLive reads the lock and this Pod from the API server (nil for one that does not exist).
+func (l *Lock) readLive(ctx context.Context) (*coordinationv1.Lease, *corev1.Pod, error) {
+	lock, err := l.store.get(ctx, l.name)
+	if apierrors.IsNotFound(err) {
+		lock, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	pod, err := l.client.CoreV1().Pods(l.own.Namespace).Get(ctx, l.own.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		pod, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return lock, pod, nil
+}
+
+// finishAcquisition waits, after a successful write (or, re-acquiring, none), until the watch shows it and,
+// unless every earlier holder is proven stopped, for the acquisition grace; the lock must still be ours at
+// the end. An acquisition that paid the grace then marks the lock settled. If ctx ends first, the lock is
+// released again with the acquisition's own settled mark, so nothing is left held by a candidate that never
+// led, and its successor pays the grace this candidate did not finish.
+func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Lease, judgedRV string, j *judgement, recordLease int) error {
+	l.mu.Lock()
+	grace, raised := l.core.graceFor(j, recordLease)
+	l.core.startAcquisition(written, judgedRV)
+	l.mu.Unlock()
+	if raised {
+		l.graceWarned.Do(func() {
+			l.log.Error(nil, "The elector runs a longer lease duration than the timings this lock was made for; the acquisition grace is raised to cover any timings with that lease duration. Make the lock with the elector's timings (Options.RetryPeriod, RenewDeadline, LeaseDuration; see TimingsFor) for the exact grace",
+				"electorLeaseDuration", (time.Duration(recordLease) * time.Second).String(), "lockLeaseDuration", l.opts.LeaseDuration.String(), "grace", grace.String())
+		})
+	}
+	graceEnd := time.Now().Add(grace)
 	for {
 		l.mu.Lock()
-		ch, seen, ours := l.changed, l.pending.seen, l.oursLocked(uid)
-		if seen && !ours {
-			l.pending = nil
+		ch, state := l.changed, l.core.acquisition(time.Now(), graceEnd)
+		cur := l.core.lock
+		l.mu.Unlock()
+		switch state {
+		case acquisitionLost:
+			l.mu.Lock()
+			l.core.pending = nil
 			l.mu.Unlock()
 			return fmt.Errorf("lock %s: %w: lost before leading", l.Describe(), ErrNotAcquired)
-		}
-		if seen && !time.Now().Before(deadline) {
-			l.pending = nil
-			l.leadLocked(written, j)
+		case acquisitionLead:
+			if !j.proven {
+				// The grace has passed: every earlier holder has stopped. Say so on the lock, so that a
+				// successor that sees this holder stop needs no grace.
+				if settled, err := l.store.settle(ctx, cur); err != nil {
+					l.log.V(1).Info("Could not mark the lock settled; a successor will pay the acquisition grace", "err", err.Error())
+				} else {
+					cur = settled
+				}
+			}
+			l.mu.Lock()
+			l.core.lead(cur)
+			l.reportLeadLocked(cur, j, grace)
 			l.mu.Unlock()
 			return nil
 		}
-		l.mu.Unlock()
-		wait := time.Until(deadline)
-		if !seen || wait <= 0 {
+		wait := time.Until(graceEnd)
+		if wait <= 0 {
 			wait = l.opts.FollowerWait
 		}
 		if !l.waitChange(ctx, ch, wait) {
@@ -557,96 +516,52 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 	}
 }
 
-// abandon releases a lock this process wrote but never led with (its context ended during the grace).
+// abandon releases a lock this process wrote (or found) but never led with: its context ended during the
+// grace.
 func (l *Lock) abandon(written *coordinationv1.Lease) {
 	l.mu.Lock()
-	l.pending = nil
-	cur := written
-	if l.lease != nil && l.lease.UID == written.UID {
-		cur = l.lease
-	}
+	cur, settled := l.core.abandon(written)
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := l.store.release(ctx, cur, l.identity); err != nil {
+	if err := l.store.release(ctx, cur, l.identity, settled); err != nil {
 		// It stays held by this Pod until the Pod is gone; refuse to act on it from now on.
 		l.mu.Lock()
-		l.phase = lost
+		l.core.lose()
 		l.mu.Unlock()
 		l.log.Error(err, "Could not release a lock acquired during shutdown; it is freed when this Pod is gone")
 	}
 }
 
-// oursLocked reports whether the watched lock is the object uid, held by this candidate, not being deleted.
-// Lock.mu must be held.
-func (l *Lock) oursLocked(uid string) bool {
-	return l.lossOfLocked(uid) == ""
-}
-
-// lossLocked says why the lock this process leads with is lost ("" if it is not). Lock.mu must be held.
-func (l *Lock) lossLocked() string { return l.lossOfLocked(l.termUID) }
-
-func (l *Lock) lossOfLocked(uid string) string {
-	lease := l.lease
-	switch {
-	case lease == nil:
-		return "lock deleted"
-	case string(lease.UID) != uid:
-		return "lock deleted and created again"
-	case lease.DeletionTimestamp != nil:
-		return "lock marked for deletion"
-	case holderOf(lease) != l.identity:
-		return "lock held by " + holderOf(lease)
-	}
-	if owner, ok := podOwner(lease); !ok || owner.UID != l.own.UID {
-		return "lock no longer owned by this Pod"
-	}
-	switch v := l.holderPodLocked(l.own); v {
-	case podMissing, podReplaced:
-		return "this Pod was deleted"
-	case podTerminal:
-		return "this Pod is " + string(l.pods.obj.Status.Phase)
-	case podOutOfService:
-		return "this Pod's Node is tainted " + OutOfServiceTaint
-	}
-	return ""
-}
-
-// release marks the lock free (client-go's release on cancel, after every leader runnable has stopped).
-// It does not delete the lock: a deleted lock whose holder's Pod lives looks, to a follower, exactly like a
-// lock that vanished under a live leader.
+// release marks the lock free (client-go's release on cancel), but only once the leader's work has stopped
+// (Options.WorkStopped); otherwise the lock stays held until this Pod is gone. It does not delete a Lease:
+// a deleted lock whose holder's Pod lives looks, to a follower, exactly like a lock that vanished under a
+// live leader.
 func (l *Lock) release(ctx context.Context) error {
 	l.mu.Lock()
-	if l.phase != leading {
-		p := l.phase
-		l.mu.Unlock()
-		if p == lost {
-			return fmt.Errorf("releasing lock %s: %w", l.Describe(), ErrLockLost)
+	cur, err := l.core.mayRelease()
+	if err != nil {
+		if errors.Is(err, ErrLockLost) && l.core.phase == lost {
+			l.reportLostLocked(err.Error())
 		}
-		return fmt.Errorf("releasing lock %s: not the holder", l.Describe())
-	}
-	if reason := l.lossLocked(); reason != "" {
-		l.loseLocked(reason)
 		l.mu.Unlock()
-		return fmt.Errorf("releasing lock %s: %w: %s", l.Describe(), ErrLockLost, reason)
+		return err
 	}
-	cur := l.lease
+	if l.opts.WorkStopped != nil && !l.opts.WorkStopped() {
+		l.core.lose()
+		l.mu.Unlock()
+		l.log.Info("Not releasing the lock: leader-only work is still running; it is freed when this Pod is gone", "term", l.core.term.String())
+		return fmt.Errorf("releasing lock %s: leader-only work is still running, so the lock stays held until this Pod is gone", l.Describe())
+	}
 	l.mu.Unlock()
-	if err := l.store.release(ctx, cur, l.identity); err != nil {
+	if err := l.store.release(ctx, cur, l.identity, true); err != nil {
 		return fmt.Errorf("releasing lock %s: %w", l.Describe(), err)
 	}
 	l.mu.Lock()
-	l.phase = released
+	l.core.phase = released
 	l.mu.Unlock()
-	l.log.Info("Released lock", "term", l.term.String())
-	l.event(cur, corev1.EventTypeNormal, ReasonReleased, "%s released the lock on shutdown (term %s)", l.own.Name, l.term)
+	l.log.Info("Released lock", "term", l.core.term.String())
+	l.event(cur, corev1.EventTypeNormal, ReasonReleased, "%s released the lock on shutdown (term %s)", l.own.Name, l.core.term)
 	l.Close()
 	return nil
-}
-
-func ptrInt(p *int32) int32 {
-	if p == nil {
-		return 0
-	}
-	return *p
 }

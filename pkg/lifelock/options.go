@@ -20,8 +20,8 @@ const (
 	DefaultRenewDeadline = 500 * time.Millisecond
 	DefaultLeaseDuration = time.Second
 
-	// DefaultExitMargin is what DefaultAcquisitionGrace allows, beyond the elector's own bound, for a
-	// previous leader to notice its loss and for its process to stop acting.
+	// DefaultExitMargin is what an acquisition grace allows, beyond the elector's own bound, for a previous
+	// leader to notice its loss and for its process to stop acting.
 	DefaultExitMargin = 400 * time.Millisecond
 
 	// DefaultAcquireSpread is the default Options.AcquireSpread.
@@ -35,6 +35,35 @@ const (
 	// using the same name never see a live holder's lock expire.
 	MaxLeaseDurationSeconds = 2147483647
 )
+
+// Timings are the timings of client-go's LeaderElector that drives a Lock, and the acquisition grace that
+// covers them. This is the one place they are derived; Become, package manageropts and a plain client-go
+// program all take them from TimingsFor.
+type Timings struct {
+	RetryPeriod      time.Duration // LeaderElectionConfig.RetryPeriod
+	RenewDeadline    time.Duration // LeaderElectionConfig.RenewDeadline
+	LeaseDuration    time.Duration // LeaderElectionConfig.LeaseDuration: never written, only validated and copied into records
+	AcquisitionGrace time.Duration // Options.AcquisitionGrace: covers a previous leader's self-fencing under these timings
+}
+
+// TimingsFor returns the timings for an elector with these retry period and renew deadline (zero for
+// lifelock's defaults): the lease duration client-go requires (above the renew deadline, and at least one
+// second so that a record's whole seconds are not zero) and the acquisition grace. Every candidate of one
+// lock must run the same timings: the grace one candidate waits covers the self-fencing of the others.
+func TimingsFor(retryPeriod, renewDeadline time.Duration) Timings {
+	if retryPeriod == 0 {
+		retryPeriod = DefaultRetryPeriod
+	}
+	if renewDeadline == 0 {
+		renewDeadline = DefaultRenewDeadline
+	}
+	return Timings{
+		RetryPeriod:      retryPeriod,
+		RenewDeadline:    renewDeadline,
+		LeaseDuration:    max(DefaultLeaseDuration, 2*renewDeadline),
+		AcquisitionGrace: AcquisitionGraceFor(retryPeriod, renewDeadline),
+	}
+}
 
 // AcquisitionGraceFor returns the acquisition grace that covers the self-fencing bound of a previous
 // leader whose elector runs with these timings: it notices its loss on its next renewal (at most one
@@ -65,12 +94,19 @@ type Options struct {
 	// service-account namespace file.
 	PodNamespace string
 
+	// PodUID is the UID of the Pod this process runs in. Default: $POD_UID (the downward API's
+	// metadata.uid). When known, the Pod found by name must have it: a process that starts after its Pod
+	// was force-deleted and re-created under the same name (a StatefulSet) would otherwise take the new
+	// Pod's identity and treat that Pod's lock as its own. Give it wherever the Pod spec can.
+	PodUID string
+
 	// AcquisitionGrace is how long an acquisition waits, after its write succeeded, before it reports
-	// success, unless the previous holder is proven stopped (it released the lock, or its Pod was seen
-	// deleted gracefully with no container running). It must exceed the previous leader's self-fencing
-	// bound; see AcquisitionGraceFor. Zero trades exactly the unproven cases (a force-deleted Pod whose
-	// process still runs, a phase written Failed before its containers stopped) for speed.
-	// Default: DefaultAcquisitionGrace.
+	// success, unless every earlier holder is proven stopped (see SettledAnnotation). It must exceed the
+	// previous leader's self-fencing bound. Zero trades exactly the unproven cases (a force-deleted Pod
+	// whose process still runs, a phase written Failed before its containers stopped) for speed.
+	// Default: TimingsFor(RetryPeriod, RenewDeadline).AcquisitionGrace; and then, should the elector hand the
+	// lock a record with a longer lease duration than LeaseDuration (it runs other timings than the lock was
+	// told), the grace is raised to cover any timings with that lease duration, and an error is logged once.
 	AcquisitionGrace *time.Duration
 
 	// AcquireSpread spreads the candidates' attempts when the lock becomes free (its holder's Pod is gone,
@@ -83,9 +119,13 @@ type Options struct {
 	// Default: DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 
-	// RetryPeriod is how often the socket that keeps two processes of one Pod apart is retried; set it to
-	// the elector's RetryPeriod. Default: DefaultRetryPeriod.
-	RetryPeriod time.Duration
+	// RetryPeriod, RenewDeadline and LeaseDuration are the timings of the elector that drives the lock
+	// (LeaderElectionConfig's fields of the same names); the default acquisition grace is derived from
+	// them. Become and package manageropts set them; a program that runs client-go's LeaderElector itself
+	// takes all of them from TimingsFor. Defaults: TimingsFor(0, 0).
+	RetryPeriod   time.Duration
+	RenewDeadline time.Duration
+	LeaseDuration time.Duration
 
 	// FollowerWait bounds how long Get, asked by a candidate that is not leading, waits on the watch for the
 	// lock or its holder to change before it answers "still held". Waiting there is what makes failover
@@ -104,6 +144,14 @@ type Options struct {
 	// needs get, list and watch on nodes (a ClusterRole). The acquisition grace still applies.
 	TakeOverFromOutOfServiceNodes bool
 
+	// WorkStopped, if set, reports whether all of the leader's work has stopped. A release on cancel (the
+	// elector's ReleaseOnCancel) happens only when it returns true; otherwise the lock stays held until this
+	// Pod is gone, since a release lets the next candidate lead at once. Package manageropts sets it to
+	// report whether every leader-only runnable of the manager has returned (controller-runtime cancels the
+	// elector after its GracefulShutdownTimeout whether or not they have). Default: nil, every release goes
+	// ahead: a program that sets ReleaseOnCancel must stop its leader work before it cancels the elector.
+	WorkStopped func() bool
+
 	// EventRecorder, if set, records Events on the lock object and on the candidate's Pod: BecameLeader,
 	// TookOver, LostLock, Released, HolderLooksStuck (see the Reason constants), and the elector's own
 	// ("became leader", "stopped leading", on the lock). Default: the lock writes its own Events (core/v1,
@@ -120,16 +168,18 @@ func (o Options) setDefaults() Options {
 	if o.Kind == "" {
 		o.Kind = KindLease
 	}
+	t := TimingsFor(o.RetryPeriod, o.RenewDeadline)
+	o.RetryPeriod, o.RenewDeadline = t.RetryPeriod, t.RenewDeadline
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = t.LeaseDuration
+	}
 	if o.AcquisitionGrace == nil {
-		g := DefaultAcquisitionGrace
+		g := t.AcquisitionGrace
 		o.AcquisitionGrace = &g
 	}
 	if o.AcquireSpread == nil {
 		s := DefaultAcquireSpread
 		o.AcquireSpread = &s
-	}
-	if o.RetryPeriod == 0 {
-		o.RetryPeriod = DefaultRetryPeriod
 	}
 	if o.FollowerWait == 0 {
 		o.FollowerWait = 5 * time.Second
@@ -159,7 +209,7 @@ func (o Options) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"RetryPeriod", o.RetryPeriod}, {"FollowerWait", o.FollowerWait}, {"WatchFailureTolerance", o.WatchFailureTolerance}} {
+	}{{"RetryPeriod", o.RetryPeriod}, {"RenewDeadline", o.RenewDeadline}, {"LeaseDuration", o.LeaseDuration}, {"FollowerWait", o.FollowerWait}, {"WatchFailureTolerance", o.WatchFailureTolerance}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %s: it must be positive, or zero for the default", d.name, d.v))
 		}

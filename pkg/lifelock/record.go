@@ -2,12 +2,14 @@ package lifelock
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/ptr"
 )
@@ -34,6 +36,56 @@ func podOwner(l *coordinationv1.Lease) (PodRef, bool) {
 	return PodRef{}, false
 }
 
+// lockHolder returns the Pod that holds a lock: its Pod owner, or, for a lock whose ownerReference is gone
+// but whose spec is still lifelock's (a never-expiring lease held by "<pod name>_<pod UID>"), the Pod its
+// holder identity names. The garbage collector strips the ownerReference instead of deleting the lock when
+// the holder's Pod is deleted with propagationPolicy Orphan; the lock is still that Pod's, and is free once
+// that Pod is gone. A plain client-go lease never stores MaxLeaseDurationSeconds, so its holder (often
+// "<hostname>_<random UUID>") is never mistaken for a Pod.
+func lockHolder(l *coordinationv1.Lease) (PodRef, bool) {
+	if owner, ok := podOwner(l); ok {
+		return owner, true
+	}
+	if ptr.Deref(l.Spec.LeaseDurationSeconds, 0) != MaxLeaseDurationSeconds {
+		return PodRef{}, false
+	}
+	return parseIdentity(l.Namespace, holderOf(l))
+}
+
+// parseIdentity reads a holder identity written by identityFor: "<pod name>_<pod UID>". Pod names cannot
+// contain '_', so the last one separates the two.
+func parseIdentity(namespace, id string) (PodRef, bool) {
+	i := strings.LastIndexByte(id, '_')
+	if i <= 0 || i == len(id)-1 {
+		return PodRef{}, false
+	}
+	name, uid := id[:i], id[i+1:]
+	if len(validation.IsDNS1123Subdomain(name)) > 0 || strings.ContainsAny(uid, " ()/") {
+		return PodRef{}, false
+	}
+	return PodRef{Namespace: namespace, Name: name, UID: uid}, true
+}
+
+// settledOf reports whether a lock version carries SettledAnnotation: every holder before the one it names
+// (or, on a released lock, before the one that released it) is proven stopped.
+func settledOf(l *coordinationv1.Lease) bool { return l.Annotations[SettledAnnotation] == "true" }
+
+// withSettled returns annotations with SettledAnnotation set or removed (a copy; nil when empty).
+func withSettled(annotations map[string]string, settled bool) map[string]string {
+	out := map[string]string{}
+	for k, v := range annotations {
+		out[k] = v
+	}
+	delete(out, SettledAnnotation)
+	if settled {
+		out[SettledAnnotation] = "true"
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // holderOf returns a lease's holder identity ("" when free).
 func holderOf(l *coordinationv1.Lease) string { return ptr.Deref(l.Spec.HolderIdentity, "") }
 
@@ -49,30 +101,45 @@ func heldSpec(holder PodRef, transitions int32, now time.Time) coordinationv1.Le
 	}
 }
 
-// newLock is the object a candidate creates to acquire a lock that does not exist.
-func newLock(namespace, name string, holder PodRef, now time.Time) *coordinationv1.Lease {
+// newLock is the object a candidate creates to acquire a lock that does not exist. settled says whether
+// every earlier holder is proven stopped (SettledAnnotation).
+func newLock(namespace, name string, holder PodRef, now time.Time, settled bool) *coordinationv1.Lease {
 	return &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:       namespace,
 			Name:            name,
 			OwnerReferences: []metav1.OwnerReference{ownerRefFor(holder)},
+			Annotations:     withSettled(nil, settled),
 		},
 		Spec: heldSpec(holder, 0, now),
 	}
 }
 
-// takenOver returns old, held by holder from now on as the next term. Labels and annotations are kept;
-// ownerReferences to other Pods are dropped.
-func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time) *coordinationv1.Lease {
+// takenOver returns old, held by holder from now on as the next term. Labels and other annotations are
+// kept; ownerReferences to other Pods are dropped; SettledAnnotation is set as settled says.
+func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time, settled bool) *coordinationv1.Lease {
 	l := old.DeepCopy()
 	l.OwnerReferences = append(withoutPodOwners(l.OwnerReferences), ownerRefFor(holder))
+	l.Annotations = withSettled(l.Annotations, settled)
 	l.Spec = heldSpec(holder, ptr.Deref(old.Spec.LeaseTransitions, 0)+1, now)
 	return l
 }
 
-// releasedLease returns l marked free: no holder, no Pod owner, a one-second lease, the term number kept.
-func releasedLease(l *coordinationv1.Lease, now time.Time) *coordinationv1.Lease {
+// settledLease returns l with SettledAnnotation set: the write of a holder whose acquisition grace has
+// passed.
+func settledLease(l *coordinationv1.Lease) *coordinationv1.Lease {
 	r := l.DeepCopy()
+	r.Annotations = withSettled(r.Annotations, true)
+	return r
+}
+
+// releasedLease returns l marked free: no holder, no Pod owner, a one-second lease, the term number kept.
+// settled says whether every holder up to the releasing one is proven stopped: true for a leader's release
+// (its grace has passed and it stopped its work first), the acquisition's own value for a candidate that
+// gives up a lock it never led with.
+func releasedLease(l *coordinationv1.Lease, now time.Time, settled bool) *coordinationv1.Lease {
+	r := l.DeepCopy()
+	r.Annotations = withSettled(r.Annotations, settled)
 	r.OwnerReferences = withoutPodOwners(r.OwnerReferences)
 	t := metav1.NewMicroTime(now)
 	r.Spec.HolderIdentity = ptr.To("")

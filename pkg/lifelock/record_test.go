@@ -78,7 +78,7 @@ func TestLockFormat(t *testing.T) {
 	a := PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}
 	b := PodRef{Namespace: "ns", Name: "b", UID: "uid-b"}
 
-	l := newLock("ns", "lock", a, now)
+	l := newLock("ns", "lock", a, now, false)
 	if got, ok := podOwner(l); !ok || got != a {
 		t.Fatalf("podOwner(newLock) = %v, %v; want %v", got, ok, a)
 	}
@@ -91,7 +91,7 @@ func TestLockFormat(t *testing.T) {
 
 	l.Labels = map[string]string{"keep": "me"}
 	l.OwnerReferences = append(l.OwnerReferences, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "d", UID: "d"})
-	taken := takenOver(l, b, now.Add(time.Minute))
+	taken := takenOver(l, b, now.Add(time.Minute), false)
 	if got, _ := podOwner(taken); got != b {
 		t.Errorf("takenOver owner = %v, want %v", got, b)
 	}
@@ -102,7 +102,7 @@ func TestLockFormat(t *testing.T) {
 		t.Errorf("takenOver spec = %+v", taken.Spec)
 	}
 
-	rel := releasedLease(taken, now)
+	rel := releasedLease(taken, now, true)
 	if _, ok := podOwner(rel); ok || holderOf(rel) != "" || *rel.Spec.LeaseDurationSeconds != 1 || *rel.Spec.LeaseTransitions != 1 {
 		t.Errorf("releasedLease = %+v %+v", rel.OwnerReferences, rel.Spec)
 	}

@@ -26,7 +26,7 @@ func (l *Lock) holdSocket() {
 		ln, err := net.Listen("unix", name)
 		if err == nil {
 			l.mu.Lock()
-			l.socketHeld = true
+			l.core.socketHeld = true
 			l.notifyLocked()
 			l.mu.Unlock()
 			<-l.ctx.Done()

@@ -1,11 +1,9 @@
 package lifelock
 
 import (
-	"cmp"
 	"context"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -14,43 +12,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// This file keeps the lock's view of the cluster: a watch of the lock object and a watch of its holder's
-// Pod, both narrowed to one object by name. Everything the lock decides is read from here (plus one live
-// GET before a takeover). The state is guarded by Lock.mu; every change is broadcast on Lock.changed.
-
-// view is the watched state. All fields are guarded by Lock.mu.
-type view struct {
-	leaseSynced bool
-	lease       *coordinationv1.Lease // nil when the lock does not exist
-	watchErr    error                 // the lock watch's last failure; nil while it works
-	brokenSince time.Time             // when watchErr was first set
-
-	// holder is the last Pod seen owning the lock, and holderID its identity. They outlive the lock object:
-	// a lock that vanishes while its holder's Pod lives is not free.
-	holder   *PodRef
-	holderID string
-	pods     *objectWatch[corev1.Pod]
-	nodes    *objectWatch[corev1.Node] // the holder's Node, when Nodes may be read
-	stopped  map[string]bool           // Pod UIDs seen being deleted gracefully with every container terminated
-	// releasedBy is the holder that released the lock, while the lock seen last was released.
-	releasedBy string
-
-	// pending is a write of ours the watch has not shown yet.
-	pending *pendingWrite
-}
-
-type pendingWrite struct {
-	uid, judgedRV string
-	seen          bool
-}
-
-// objectWatch watches one object, by name.
-type objectWatch[T any] struct {
-	name   string
-	cancel context.CancelFunc
-	synced bool
-	obj    *T // nil when absent
-}
+// This file runs the lock's watches: the lock object, its holder's Pod and (when Nodes may be read) that
+// Pod's Node, each narrowed to one object by name. Every event goes to the decision core (core.go), under
+// Lock.mu; every change is broadcast on Lock.changed.
 
 // notifyLocked wakes everything waiting for a change. Lock.mu must be held.
 func (l *Lock) notifyLocked() {
@@ -61,7 +25,7 @@ func (l *Lock) notifyLocked() {
 // startWatches starts the lock watch. It runs until l.stop is called.
 func (l *Lock) startWatches() {
 	inf := l.newInformer(l.store.object(), l.name, l.store.list, l.store.watch, l.setWatchErr)
-	l.run(l.ctx, inf, l.onLease, func() { l.leaseSynced = true })
+	l.run(l.ctx, inf, l.onLease, func() { l.core.lockSynced = true })
 }
 
 // run runs inf until ctx ends, sending its events to on and calling synced (with Lock.mu held) once it has
@@ -115,16 +79,10 @@ func (l *Lock) newInformer(obj runtime.Object, name string,
 func (l *Lock) setWatchErr(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case err == nil && l.watchErr != nil:
-		l.watchErr = nil
+	was := l.core.lockErr
+	l.core.setLockErr(err, time.Now())
+	if (was == nil) != (err == nil) {
 		l.notifyLocked()
-	case err != nil && l.watchErr == nil:
-		l.watchErr = err
-		l.brokenSince = time.Now()
-		l.notifyLocked()
-	case err != nil:
-		l.watchErr = err
 	}
 }
 
@@ -138,129 +96,92 @@ func (l *Lock) onLease(obj any, deleted bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if p := l.pending; p != nil && string(lease.UID) == p.uid && (deleted || lease.ResourceVersion != p.judgedRV) {
-		p.seen = true
-	}
-	if deleted {
-		l.lease = nil
-	} else {
-		l.lease = lease
-		l.releasedBy = ""
-		if owner, ok := podOwner(lease); ok {
-			l.followHolderLocked(owner, holderOf(lease))
-		} else {
-			// Released, or a plain client-go lease: no Pod to wait for if it vanishes.
-			if holderOf(lease) == "" {
-				l.releasedBy = cmp.Or(lease.Annotations[ReleasedAnnotation], l.holderID, "its holder")
-			}
-			l.holder, l.holderID = nil, holderOf(lease)
-		}
-	}
+	l.core.observeLock(lease, deleted)
+	l.followLocked()
 	l.notifyLocked()
 }
 
-// followHolderLocked records the lock's holder and makes sure its Pod is watched. Lock.mu must be held.
-func (l *Lock) followHolderLocked(owner PodRef, id string) {
-	l.holder, l.holderID = &owner, id
-	if l.pods != nil && l.pods.name == owner.Name {
-		return
-	}
-	if l.pods != nil {
-		l.pods.cancel()
-	}
-	ctx, cancel := context.WithCancel(l.ctx)
-	w := &objectWatch[corev1.Pod]{name: owner.Name, cancel: cancel}
-	l.pods = w
-	inf := l.newInformer(&corev1.Pod{}, owner.Name,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return l.client.CoreV1().Pods(l.namespace).List(ctx, o)
-		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return l.client.CoreV1().Pods(l.namespace).Watch(ctx, o)
-		},
-		func(error) {})
-	l.run(ctx, inf, func(obj any, deleted bool) { l.onPod(w, obj, deleted) }, func() { w.synced = true })
-}
-
-func (l *Lock) onPod(w *objectWatch[corev1.Pod], obj any, deleted bool) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if provenStopped(pod) {
-		l.stopped[string(pod.UID)] = true
-	}
-	if deleted {
-		w.obj = nil
-	} else {
-		w.obj = pod
-		if l.watchNodes && l.pods == w && pod.Spec.NodeName != "" {
-			l.followNodeLocked(pod.Spec.NodeName)
+// followLocked makes sure the watches of the holder's Pod and Node follow what the core needs. Lock.mu
+// must be held.
+func (l *Lock) followLocked() {
+	if name := l.core.wantPod(); name != "" && (l.podCancel == nil || l.core.pod.name != name) {
+		if l.podCancel != nil {
+			l.podCancel()
 		}
+		l.core.watchPod(name)
+		l.podCancel = l.watchOne(&corev1.Pod{}, name,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return l.client.CoreV1().Pods(l.namespace).List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return l.client.CoreV1().Pods(l.namespace).Watch(ctx, o)
+			},
+			func(obj any, deleted bool) {
+				if pod, ok := obj.(*corev1.Pod); ok {
+					l.core.observePod(name, pod, deleted)
+				}
+			},
+			func(synced bool, err error) {
+				if l.core.pod.name == name {
+					l.core.pod.synced = l.core.pod.synced || synced
+					l.core.pod.err = err
+				}
+			})
 	}
-	l.notifyLocked()
-}
-
-// followNodeLocked makes sure the Node named name is watched (the holder's Node, for the stuck-holder
-// diagnosis and the out-of-service policy). Lock.mu must be held.
-func (l *Lock) followNodeLocked(name string) {
-	if l.nodes != nil && l.nodes.name == name {
+	if !l.watchNodes {
 		return
 	}
-	if l.nodes != nil {
-		l.nodes.cancel()
+	if name := l.core.wantNode(); name != "" && (l.nodeCancel == nil || l.core.node.name != name) {
+		if l.nodeCancel != nil {
+			l.nodeCancel()
+		}
+		l.core.watchNode(name)
+		l.nodeCancel = l.watchOne(&corev1.Node{}, name,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return l.client.CoreV1().Nodes().List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return l.client.CoreV1().Nodes().Watch(ctx, o)
+			},
+			func(obj any, deleted bool) {
+				if node, ok := obj.(*corev1.Node); ok {
+					l.core.observeNode(name, node, deleted)
+				}
+			},
+			func(synced bool, _ error) {
+				if l.core.node.name == name {
+					l.core.node.synced = l.core.node.synced || synced
+				}
+			})
 	}
+}
+
+// watchOne watches the object named name until the returned cancel is called (or the lock is closed). on
+// gets every event (a deleted object's last state), and state every change of the watch's health (synced
+// once it has synced, err from a failed list or watch, nil once one is established); both run with Lock.mu
+// held, and every call is followed by a broadcast.
+func (l *Lock) watchOne(obj runtime.Object, name string,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	on func(obj any, deleted bool), state func(synced bool, err error)) context.CancelFunc {
 	ctx, cancel := context.WithCancel(l.ctx)
-	w := &objectWatch[corev1.Node]{name: name, cancel: cancel}
-	l.nodes = w
-	inf := l.newInformer(&corev1.Node{}, name,
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return l.client.CoreV1().Nodes().List(ctx, o)
-		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return l.client.CoreV1().Nodes().Watch(ctx, o)
-		},
-		func(error) {})
+	inf := l.newInformer(obj, name, list, watchFn, func(err error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		state(false, err)
+		l.notifyLocked()
+	})
 	l.run(ctx, inf, func(obj any, deleted bool) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		node, ok := obj.(*corev1.Node)
-		if !ok {
-			return
-		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if deleted {
-			w.obj = nil
-		} else {
-			w.obj = node
-		}
+		on(obj, deleted)
+		l.followLocked()
 		l.notifyLocked()
-	}, func() { w.synced = true })
-}
-
-// holderPodLocked returns what the Pod watch says about the holder: its verdict, or podUnknownVerdict while
-// the watch has not synced. Lock.mu must be held.
-func (l *Lock) holderPodLocked(h PodRef) podVerdict {
-	if l.pods == nil || l.pods.name != h.Name || !l.pods.synced {
-		return podUnknownVerdict
-	}
-	v := judgePod(l.pods.obj, h.UID)
-	if v == podAlive && l.opts.TakeOverFromOutOfServiceNodes {
-		if l.nodes == nil || l.nodes.name != l.pods.obj.Spec.NodeName || !l.nodes.synced {
-			return podUnknownVerdict
-		}
-		if l.nodes.obj != nil && outOfService(l.nodes.obj) {
-			return podOutOfService
-		}
-	}
-	return v
+	}, func() { state(true, nil) })
+	return cancel
 }
 
 // waitChange waits until the view changes, ctx ends, or d passes; it reports whether ctx is still live.

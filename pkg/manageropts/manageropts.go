@@ -44,12 +44,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 )
@@ -89,6 +92,7 @@ type Options struct {
 	StartupTimeout time.Duration
 
 	lock *lifelock.Lock
+	work *leaderWork
 }
 
 // Default is the Options bound by BindFlags and used by NewManager.
@@ -151,14 +155,17 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
 	}
 
-	return &lifeManager{Manager: mgr, lock: o.lock}, nil
+	o.work.track()
+	return &lifeManager{Manager: mgr, lock: o.lock, work: o.work}, nil
 }
 
-// lifeManager closes the lock's watches once Start has returned: by then the elector has finished,
-// including its release on shutdown.
+// lifeManager closes the lock's watches once Start has returned (by then the elector has finished,
+// including its release on shutdown), and counts the leader-only runnables added through it, so that the
+// lock is released on shutdown only once every one of them has returned.
 type lifeManager struct {
 	manager.Manager
 	lock *lifelock.Lock
+	work *leaderWork
 }
 
 func (m *lifeManager) Start(ctx context.Context) error {
@@ -166,14 +173,25 @@ func (m *lifeManager) Start(ctx context.Context) error {
 	return m.Manager.Start(ctx)
 }
 
+// Add adds r to the manager; a runnable that runs only while leading is counted while it runs.
+func (m *lifeManager) Add(r manager.Runnable) error {
+	return m.Manager.Add(m.work.wrap(r))
+}
+
 // Apply returns mo configured for o.Mode. Prefer NewManager; with Apply, add HealthCheck to the manager and
 // call CreatedLock().Close() after the manager's Start has returned.
 //
 // In lease mode, or without mo.LeaderElection, mo is returned unchanged (an explicit ModeLife without
-// mo.LeaderElection is an error; see Options.Mode). In life mode it creates the lock (finding this process's Pod and checking its permissions,
-// so a problem is one clear error here rather than at Start), sets it as
-// LeaderElectionResourceLockInterface, sets LeaderElectionReleaseOnCancel, and fills unset timings with
-// lifelock's defaults. Timings already set in mo are kept, and the acquisition grace is derived from them.
+// mo.LeaderElection is an error; see Options.Mode). In life mode it creates the lock (finding this
+// process's Pod and checking its permissions, so a problem is one clear error here rather than at Start),
+// sets it as LeaderElectionResourceLockInterface, and fills unset timings with lifelock's defaults
+// (lifelock.TimingsFor); timings already set in mo are kept, and the acquisition grace is derived from them.
+//
+// It also sets LeaderElectionReleaseOnCancel, so that a leader shutting down hands the lock over at once;
+// the lock releases only once every leader-only runnable added through the manager NewManager returns has
+// returned (controller-runtime cancels the elector after GracefulShutdownTimeout whether or not they have),
+// and otherwise stays held until this Pod is gone. A manager made with manager.New from Apply's options
+// cannot tell, so its lock never releases: its successor takes over once this Pod is gone.
 func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, error) {
 	mode := o.Mode
 	if mode == "" {
@@ -204,22 +222,17 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	if mo.LeaderElectionID == "" {
 		return mo, errors.New("life mode: manager.Options.LeaderElectionID is empty; set it to the name of the lock, as for lease mode")
 	}
-	retry := durationOr(mo.RetryPeriod, lifelock.DefaultRetryPeriod)
-	renew := durationOr(mo.RenewDeadline, lifelock.DefaultRenewDeadline)
-	lease := durationOr(mo.LeaseDuration, max(lifelock.DefaultLeaseDuration, 2*renew))
-	mo.RetryPeriod, mo.RenewDeadline, mo.LeaseDuration = &retry, &renew, &lease
+	t := lifelock.TimingsFor(durationOr(mo.RetryPeriod, 0), durationOr(mo.RenewDeadline, 0))
+	lease := durationOr(mo.LeaseDuration, t.LeaseDuration)
+	mo.RetryPeriod, mo.RenewDeadline, mo.LeaseDuration = &t.RetryPeriod, &t.RenewDeadline, &lease
 
 	lo := o.Lock
 	if lo.Namespace == "" {
 		lo.Namespace = mo.LeaderElectionNamespace
 	}
-	if lo.AcquisitionGrace == nil {
-		g := lifelock.AcquisitionGraceFor(retry, renew)
-		lo.AcquisitionGrace = &g
-	}
-	if lo.RetryPeriod == 0 {
-		lo.RetryPeriod = retry
-	}
+	lo.RetryPeriod, lo.RenewDeadline, lo.LeaseDuration = t.RetryPeriod, t.RenewDeadline, lease
+	o.work = &leaderWork{}
+	lo.WorkStopped = o.work.stopped
 	if lo.Logger == nil && mo.Logger.GetSink() != nil {
 		l := mo.Logger.WithName("lifelock")
 		lo.Logger = &l
@@ -264,6 +277,84 @@ func (o *Options) HealthCheck() healthz.Checker {
 	}
 	return o.lock.Check
 }
+
+// leaderWork counts the leader-only runnables that have not returned, for lifelock.Options.WorkStopped. A
+// runnable counts from the moment it is added, not from its start: one whose goroutine the manager has
+// launched but not yet run still counts.
+type leaderWork struct {
+	mu       sync.Mutex
+	tracking bool // runnables are added through a lifeManager, so the count is complete
+	pending  int  // added and not returned
+}
+
+func (w *leaderWork) track() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tracking = true
+}
+
+// stopped reports whether every counted runnable has returned; false when runnables are not counted.
+func (w *leaderWork) stopped() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tracking && w.pending == 0
+}
+
+// wrap returns r counted while it runs, if the manager runs it only while leading: as controller-runtime
+// sorts runnables, any that is not an HTTP server, a cache, a webhook server, or a LeaderElectionRunnable
+// whose NeedLeaderElection is false. Anything else is returned unchanged.
+func (w *leaderWork) wrap(r manager.Runnable) manager.Runnable {
+	switch v := r.(type) {
+	case *manager.Server:
+		if !v.NeedLeaderElection() {
+			return r
+		}
+	case interface{ GetCache() cache.Cache }, webhook.Server:
+		return r
+	case manager.LeaderElectionRunnable:
+		if !v.NeedLeaderElection() {
+			return r
+		}
+	}
+	w.mu.Lock()
+	w.pending++
+	w.mu.Unlock()
+	counted := countedRunnable{inner: r, work: w}
+	if wu, ok := r.(warmupRunnable); ok {
+		return countedWarmupRunnable{countedRunnable: counted, warmup: wu}
+	}
+	return counted
+}
+
+// warmupRunnable is controller-runtime's interface of runnables (controllers) warmed up before election.
+type warmupRunnable interface {
+	Warmup(context.Context) error
+}
+
+// countedRunnable is a leader-only runnable counted until its Start returns.
+type countedRunnable struct {
+	inner manager.Runnable
+	work  *leaderWork
+}
+
+func (c countedRunnable) Start(ctx context.Context) error {
+	defer func() {
+		c.work.mu.Lock()
+		c.work.pending--
+		c.work.mu.Unlock()
+	}()
+	return c.inner.Start(ctx)
+}
+
+func (c countedRunnable) NeedLeaderElection() bool { return true }
+
+// countedWarmupRunnable is a countedRunnable whose inner runnable is also warmed up.
+type countedWarmupRunnable struct {
+	countedRunnable
+	warmup warmupRunnable
+}
+
+func (c countedWarmupRunnable) Warmup(ctx context.Context) error { return c.warmup.Warmup(ctx) }
 
 func durationOr(d *time.Duration, def time.Duration) time.Duration {
 	if d != nil {
