@@ -46,6 +46,7 @@ type judgement struct {
 	reason   string // why the lock may be taken, for logs and Events
 	metric   string // the reason label of lifelock_acquisitions_total
 	previous string // the previous holder's identity, for logs and Events
+	events   int    // the lock events observed when it was judged
 }
 
 // answer is one Get verdict.
@@ -64,10 +65,17 @@ type objectView[T any] struct {
 	err    error // the watch's last failure; nil while it works
 }
 
-// pendingWrite is a write of ours (or, re-acquiring, the object found) that the lock watch has not shown yet.
+// pendingWrite is an acquisition in progress: a write of ours (or, re-acquiring, the object found), until
+// the watch shows it and its grace has passed.
 type pendingWrite struct {
 	uid, judgedRV string
 	seen          bool
+	// intervened: another version of the lock came between the judgement and this write (a creation's
+	// only precondition is that the lock is absent), so the judgement's proof no longer holds.
+	intervened bool
+	proven     bool
+	grace      time.Duration // the grace an unproven acquisition pays
+	graceEnd   time.Time
 }
 
 // coreConfig is what the core needs of Options.
@@ -100,6 +108,10 @@ type core struct {
 	holderID   string  // its holder identity
 	settled    bool    // it carried SettledAnnotation
 	releasedBy string  // it was released, by this holder
+	lockEvents int     // lock events observed so far
+	// gap: the lock was seen deleted only by a re-list (its final state unknown), so versions this
+	// candidate never saw may have come between: its last state proves nothing.
+	gap bool
 
 	pod     objectView[corev1.Pod]  // the holder's Pod (this Pod's own while leading)
 	node    objectView[corev1.Node] // the holder's Node, when Nodes may be read
@@ -119,8 +131,14 @@ func newCore(self PodRef, cfg coreConfig) *core {
 // observeLock applies one event of the lock watch. lease is the lock in canonical form: as stored, or, when
 // deleted, its last state.
 func (c *core) observeLock(lease *coordinationv1.Lease, deleted bool) {
-	if p := c.pending; p != nil && string(lease.UID) == p.uid && (deleted || lease.ResourceVersion != p.judgedRV) {
-		p.seen = true
+	c.lockEvents++
+	if p := c.pending; p != nil {
+		switch {
+		case string(lease.UID) == p.uid && (deleted || lease.ResourceVersion != p.judgedRV):
+			p.seen = true
+		case !p.seen && string(lease.UID) != p.uid:
+			p.intervened = true
+		}
 	}
 	c.settled = settledOf(lease)
 	c.releasedBy = ""
@@ -132,11 +150,19 @@ func (c *core) observeLock(lease *coordinationv1.Lease, deleted bool) {
 		}
 		c.holder, c.holderID = nil, holderOf(lease)
 	}
+	c.gap = false
 	if deleted {
 		c.lock = nil
 	} else {
 		c.lock = lease
 	}
+}
+
+// observeLockVanished applies a deletion seen only by a re-list: lease is the last state this candidate
+// knew, not necessarily the last one.
+func (c *core) observeLockVanished(lease *coordinationv1.Lease) {
+	c.observeLock(lease, true)
+	c.gap = true
 }
 
 // setLockErr records the lock watch's state: err from a failed list or watch, nil once one is established.
@@ -221,19 +247,32 @@ func (c *core) podVerdict(h PodRef) podVerdict {
 }
 
 // judge decides what the elector sees, from the watched state.
+func (c *core) judge() answer {
+	a := c.judgeView()
+	if a.judged != nil {
+		a.judged.events = c.lockEvents
+	}
+	return a
+}
+
+// judgeView is judge without the bookkeeping.
 //
 // A takeover or a creation after a holder is proven (no acquisition grace) only if every earlier holder
 // is: the holder was seen stopped (its Pod deleted gracefully with every container terminated, or it
 // released the lock, or it is this Pod, whose other processes the socket excludes) and the lock version it
 // held was settled (SettledAnnotation: the holders before it were proven stopped too). Anything less pays
 // the grace.
-func (c *core) judge() answer {
+func (c *core) judgeView() answer {
 	held := func(id string, base resourcelock.LeaderElectionRecord) answer {
 		r := heldRecord(id, base)
 		return answer{record: &r, held: true}
 	}
 	if !c.socketHeld {
 		return held(c.identity+" (another process of this Pod)", resourcelock.LeaderElectionRecord{})
+	}
+	if c.lockErr != nil && c.phase == following {
+		// The watched lock may be stale: a candidate acquires only on a working watch.
+		return held(cmp.Or(c.holderID, "unknown")+" (lock watch failing)", resourcelock.LeaderElectionRecord{})
 	}
 	lease := c.lock
 	if lease == nil {
@@ -244,16 +283,16 @@ func (c *core) judge() answer {
 				// holder is self-fencing; wait for its Pod to go.
 				return held(c.holderID, resourcelock.LeaderElectionRecord{})
 			default:
-				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: c.settled && c.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: c.holderID}}
+				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: !c.gap && c.settled && c.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: c.holderID}}
 			}
 		}
 		if c.releasedBy != "" {
 			// Released by its holder and then deleted (a ConfigMap lock).
-			return answer{judged: &judgement{kind: judgedAbsent, proven: c.settled, reason: "lock released", metric: "released", previous: c.releasedBy}}
+			return answer{judged: &judgement{kind: judgedAbsent, proven: !c.gap && c.settled, reason: "lock released", metric: "released", previous: c.releasedBy}}
 		}
 		// Never seen held (unproven: a holder this candidate never saw may still run), or last held by this
 		// Pod (the socket proves no other process of this Pod runs).
-		return answer{judged: &judgement{kind: judgedAbsent, proven: c.holder != nil && c.settled, reason: "lock absent", metric: "created"}}
+		return answer{judged: &judgement{kind: judgedAbsent, proven: !c.gap && c.holder != nil && c.settled, reason: "lock absent", metric: "created"}}
 	}
 	base := recordOf(lease)
 	if lease.DeletionTimestamp != nil {
@@ -330,13 +369,21 @@ func worstCaseGrace(leaseSeconds int) time.Duration {
 	return AcquisitionGraceFor(lease*5/6, lease)
 }
 
-// startAcquisition records the object an acquisition wrote (or, re-acquiring, found), judged at
-// resourceVersion judgedRV ("" for a creation or a re-acquisition), so that the watch can show it.
-func (c *core) startAcquisition(written *coordinationv1.Lease, judgedRV string) {
-	c.pending = &pendingWrite{uid: string(written.UID), judgedRV: judgedRV}
+// startAcquisition records the object an acquisition judged j wrote (or, re-acquiring, found), judged at
+// resourceVersion judgedRV ("" for a creation or a re-acquisition), so that the watch can show it, and
+// its grace, ending at now + grace.
+func (c *core) startAcquisition(written *coordinationv1.Lease, judgedRV string, j *judgement, grace time.Duration, now time.Time) {
+	full, _ := c.graceFor(&judgement{}, 0)
+	p := &pendingWrite{uid: string(written.UID), judgedRV: judgedRV, proven: j.proven, grace: max(grace, full), graceEnd: now.Add(grace)}
+	since := c.lockEvents - j.events // lock events since the judgement
 	if c.lock != nil && c.lock.UID == written.UID && c.lock.ResourceVersion != judgedRV {
-		c.pending.seen = true
+		p.seen = true
+		since-- // one of them is this write
 	}
+	if j.kind == judgedAbsent && since > 0 {
+		p.intervened = true
+	}
+	c.pending = p
 }
 
 // acquisitionState is where an acquisition in progress stands.
@@ -346,20 +393,38 @@ const (
 	acquisitionWaiting acquisitionState = iota // for the watch to show the write, or for the grace to pass
 	acquisitionLead                            // the write is seen, still ours, and the grace has passed
 	acquisitionLost                            // the write is seen and the lock is no longer ours
+	// acquisitionConfirm: the grace has passed but a watch is failing, so "still ours" must come from a
+	// live read of the lock and of this Pod (withLive), not from the watched state.
+	acquisitionConfirm
 )
 
-// acquisition says where the pending acquisition stands at now, with its grace ending at graceEnd.
-func (c *core) acquisition(now, graceEnd time.Time) acquisitionState {
+// acquisition says where the pending acquisition stands at now. A proven creation that another lock
+// version came before pays the full grace from now on (a creation writes the lock unsettled, so no proof
+// went out with it).
+func (c *core) acquisition(now time.Time) acquisitionState {
 	p := c.pending
+	if p != nil && p.seen && p.proven && p.intervened {
+		p.proven, p.graceEnd = false, now.Add(p.grace)
+	}
 	switch {
 	case p == nil:
 		return acquisitionLost
 	case p.seen && c.lossOf(p.uid) != "":
 		return acquisitionLost
-	case p.seen && !now.Before(graceEnd):
+	case p.seen && !now.Before(p.graceEnd) && c.watchBroken():
+		return acquisitionConfirm
+	case p.seen && !now.Before(p.graceEnd):
 		return acquisitionLead
 	}
 	return acquisitionWaiting
+}
+
+// acquisitionGraceEnd is when the pending acquisition's grace ends (zero without one).
+func (c *core) acquisitionGraceEnd() time.Time {
+	if c.pending == nil {
+		return time.Time{}
+	}
+	return c.pending.graceEnd
 }
 
 // lead makes this process the leader of written, the object its acquisition wrote (or found).

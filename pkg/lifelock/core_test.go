@@ -225,7 +225,7 @@ func leaderOn(settled bool) (*core, *coordinationv1.Lease) {
 	c.watchPod(podB.Name)
 	c.pod.synced = true
 	c.observePod(podB.Name, podState(podB, corev1.PodRunning, false, false), false)
-	c.startAcquisition(l, "")
+	c.startAcquisition(l, "", &judgement{kind: judgedOurs, proven: true, events: c.lockEvents}, 0, t0)
 	c.lead(l)
 	return c, l
 }
@@ -291,25 +291,54 @@ func TestAcquisition(t *testing.T) {
 	c.observePod(podB.Name, podState(podB, corev1.PodRunning, false, false), false)
 	written := takenOver(judged, podB, t0, false)
 	written.ResourceVersion = "2"
-	c.startAcquisition(written, "1")
+	c.startAcquisition(written, "1", &judgement{kind: judgedTakeover, events: c.lockEvents}, time.Second, t0)
 	end := t0.Add(time.Second)
-	if got := c.acquisition(end, end); got != acquisitionWaiting {
+	if got := c.acquisition(end); got != acquisitionWaiting {
 		t.Fatalf("before the watch shows the write: %v", got)
 	}
 	c.observeLock(written, false)
-	if got := c.acquisition(t0, end); got != acquisitionWaiting {
+	if got := c.acquisition(t0); got != acquisitionWaiting {
 		t.Fatalf("inside the grace: %v", got)
 	}
-	if got := c.acquisition(end, end); got != acquisitionLead {
+	if got := c.acquisition(end); got != acquisitionLead {
 		t.Fatalf("after the grace: %v", got)
 	}
 	c.observeLock(lockHeldBy(podA, "3", false), false)
-	if got := c.acquisition(end, end); got != acquisitionLost {
+	if got := c.acquisition(end); got != acquisitionLost {
 		t.Fatalf("taken from it during the grace: %v", got)
 	}
 	cur, settled := c.abandon(written)
 	if settled || cur.ResourceVersion != "3" {
 		t.Fatalf("abandon = %s, %v: an unproven acquisition must not release settled", cur.ResourceVersion, settled)
+	}
+}
+
+// A proven creation that another lock version came before (created and deleted between the judgement and
+// the write) pays the full grace: its proof was about an older holder.
+func TestCreationAfterAnotherVersionPaysTheGrace(t *testing.T) {
+	c := follower()
+	stopping := podState(podA, corev1.PodRunning, true, true)
+	for _, s := range []step{sawLock(lockHeldBy(podA, "1", true)), sawPod(podA, stopping), sawPodGone(podA, stopping), sawLockGone(lockHeldBy(podA, "1", true))} {
+		s(c)
+	}
+	a := c.judge()
+	if a.judged == nil || a.judged.kind != judgedAbsent || !a.judged.proven {
+		t.Fatalf("judged %+v, want a proven creation", a.judged)
+	}
+	// Meanwhile another candidate created the lock, and it was deleted by hand.
+	other := lockHeldBy(PodRef{Namespace: "ns", Name: "c", UID: "uid-c"}, "2", false)
+	other.UID = "uid-other"
+	c.observeLock(other, false)
+	c.observeLock(other, true)
+	ours := newLock("ns", "lock", podB, t0, false)
+	ours.UID, ours.ResourceVersion = "uid-ours", "4"
+	c.startAcquisition(ours, "", a.judged, 0, t0)
+	c.observeLock(ours, false)
+	if got := c.acquisition(t0); got != acquisitionWaiting {
+		t.Fatalf("a creation whose proof went stale leads at once: %v", got)
+	}
+	if got := c.acquisition(t0.Add(c.cfg.grace)); got != acquisitionLead {
+		t.Fatalf("after the full grace: %v", got)
 	}
 }
 

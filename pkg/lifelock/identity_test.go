@@ -46,6 +46,10 @@ func TestResolveOwnPod(t *testing.T) {
 			pods: []*corev1.Pod{pod("a"), pod("b")}, want: PodRef{Namespace: "ns", Name: "b", UID: "uid-b"}},
 		{name: "namespace from the service-account file", env: map[string]string{PodNameEnv: "a"}, saFile: saFile, pods: []*corev1.Pod{pod("a")},
 			want: PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}},
+		{name: "POD_UID matches", env: map[string]string{PodNameEnv: "a", PodNamespaceEnv: "ns", PodUIDEnv: "uid-a"}, pods: []*corev1.Pod{pod("a")},
+			want: PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}},
+		{name: "POD_UID of a Pod re-created under the same name", env: map[string]string{PodNameEnv: "a", PodNamespaceEnv: "ns", PodUIDEnv: "uid-old"}, pods: []*corev1.Pod{pod("a")},
+			wantErr: ErrPodNotFound, wantErrContains: "has UID uid-a, but this process runs in the Pod with UID uid-old"},
 		{name: "not in a cluster", wantErr: ErrNotInCluster, wantErrContains: "without --leader-elect"},
 		{name: "pod missing", env: map[string]string{PodNameEnv: "gone", PodNamespaceEnv: "ns"}, wantErr: ErrPodNotFound, wantErrContains: "ns/gone"},
 		{name: "hostname names no pod", env: map[string]string{PodNamespaceEnv: "ns"}, wantErr: ErrPodNameUnknown, wantErrContains: "metadata.name"},
@@ -57,7 +61,7 @@ func TestResolveOwnPod(t *testing.T) {
 			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{PodNameEnv, PodNamespaceEnv} {
+			for _, k := range []string{PodNameEnv, PodNamespaceEnv, PodUIDEnv} {
 				t.Setenv(k, "") // restores the value after the test
 				if err := os.Unsetenv(k); err != nil {
 					t.Fatal(err)

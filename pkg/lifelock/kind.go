@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -67,7 +68,8 @@ type store interface {
 	// canonical turns a watched object into the Lease form (false if obj is not of the kind).
 	canonical(obj any) (*coordinationv1.Lease, bool)
 	create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
-	// get reads the lock live (a NotFound error when it does not exist).
+	// get reads the lock live (nil when it does not exist), with a list narrowed to its name: the Role
+	// grants list, not get.
 	get(ctx context.Context, name string) (*coordinationv1.Lease, error)
 	// takeOver writes l, the next term of old, on the condition that old is still current.
 	takeOver(ctx context.Context, old, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
@@ -116,7 +118,16 @@ func (s leaseStore) create(ctx context.Context, l *coordinationv1.Lease) (*coord
 }
 
 func (s leaseStore) get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
-	return s.client.CoordinationV1().Leases(s.namespace).Get(ctx, name, metav1.GetOptions{})
+	list, err := s.client.CoordinationV1().Leases(s.namespace).List(ctx, byName(name))
+	if err != nil || len(list.Items) == 0 {
+		return nil, err
+	}
+	return &list.Items[0], nil
+}
+
+// byName lists the one object named name.
+func byName(name string) metav1.ListOptions {
+	return metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
 }
 
 // takeOver is an Update: it carries old's resourceVersion, so it fails if the lock changed since.
@@ -209,11 +220,11 @@ func (s configMapStore) canonical(obj any) (*coordinationv1.Lease, bool) {
 }
 
 func (s configMapStore) get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
-	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	list, err := s.client.CoreV1().ConfigMaps(s.namespace).List(ctx, byName(name))
+	if err != nil || len(list.Items) == 0 {
 		return nil, err
 	}
-	c, _ := s.canonical(cm)
+	c, _ := s.canonical(&list.Items[0])
 	return c, nil
 }
 

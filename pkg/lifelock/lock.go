@@ -351,7 +351,9 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	if err != nil {
 		return err
 	}
-	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now(), j.proven))
+	// Written unsettled even when proven: a creation's only precondition is that the lock is absent, so
+	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
+	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now(), false))
 	if err != nil {
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
@@ -445,9 +447,6 @@ func (l *Lock) renewedLocked(reason string) error {
 // readLive reads the lock and this Pod from the API server (nil for one that does not exist).
 func (l *Lock) readLive(ctx context.Context) (*coordinationv1.Lease, *corev1.Pod, error) {
 	lock, err := l.store.get(ctx, l.name)
-	if apierrors.IsNotFound(err) {
-		lock, err = nil, nil
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -463,13 +462,14 @@ func (l *Lock) readLive(ctx context.Context) (*coordinationv1.Lease, *corev1.Pod
 
 // finishAcquisition waits, after a successful write (or, re-acquiring, none), until the watch shows it and,
 // unless every earlier holder is proven stopped, for the acquisition grace; the lock must still be ours at
-// the end. An acquisition that paid the grace then marks the lock settled. If ctx ends first, the lock is
+// the end. A lock that is not settled yet (a creation, or an acquisition that paid the grace) is then
+// marked settled. If ctx ends first, the lock is
 // released again with the acquisition's own settled mark, so nothing is left held by a candidate that never
 // led, and its successor pays the grace this candidate did not finish.
 func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Lease, judgedRV string, j *judgement, recordLease int) error {
 	l.mu.Lock()
 	grace, raised := l.core.graceFor(j, recordLease)
-	l.core.startAcquisition(written, judgedRV)
+	l.core.startAcquisition(written, judgedRV, j, grace, time.Now())
 	l.mu.Unlock()
 	if raised {
 		l.graceWarned.Do(func() {
@@ -477,12 +477,24 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 				"electorLeaseDuration", (time.Duration(recordLease) * time.Second).String(), "lockLeaseDuration", l.opts.LeaseDuration.String(), "grace", grace.String())
 		})
 	}
-	graceEnd := time.Now().Add(grace)
 	for {
 		l.mu.Lock()
-		ch, state := l.changed, l.core.acquisition(time.Now(), graceEnd)
-		cur := l.core.lock
+		ch, state := l.changed, l.core.acquisition(time.Now())
+		graceEnd, cur := l.core.acquisitionGraceEnd(), l.core.lock
 		l.mu.Unlock()
+		if state == acquisitionConfirm {
+			lock, pod, err := l.readLive(ctx)
+			l.mu.Lock()
+			switch {
+			case err != nil:
+				state = acquisitionWaiting // try again after a while: nothing proves the lock is still ours
+			case l.core.withLive(lock, pod).lossOf(l.core.pending.uid) != "":
+				state = acquisitionLost
+			default:
+				state, cur = acquisitionLead, lock
+			}
+			l.mu.Unlock()
+		}
 		switch state {
 		case acquisitionLost:
 			l.mu.Lock()
@@ -490,9 +502,9 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 			l.mu.Unlock()
 			return fmt.Errorf("lock %s: %w: lost before leading", l.Describe(), ErrNotAcquired)
 		case acquisitionLead:
-			if !j.proven {
-				// The grace has passed: every earlier holder has stopped. Say so on the lock, so that a
-				// successor that sees this holder stop needs no grace.
+			if !settledOf(cur) {
+				// Every earlier holder has stopped (proven, or the grace has passed). Say so on the lock,
+				// so that a successor that sees this holder stop needs no grace.
 				if settled, err := l.store.settle(ctx, cur); err != nil {
 					l.log.V(1).Info("Could not mark the lock settled; a successor will pay the acquisition grace", "err", err.Error())
 				} else {
@@ -508,12 +520,21 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 		wait := time.Until(graceEnd)
 		if wait <= 0 {
 			wait = l.opts.FollowerWait
+			if state == acquisitionConfirm || state == acquisitionWaiting && l.watchBroken() {
+				wait = l.opts.RetryPeriod // a live read failed: read again soon
+			}
 		}
 		if !l.waitChange(ctx, ch, wait) {
 			l.abandon(written)
 			return l.closedErr(ctx)
 		}
 	}
+}
+
+func (l *Lock) watchBroken() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.core.watchBroken()
 }
 
 // abandon releases a lock this process wrote (or found) but never led with: its context ended during the

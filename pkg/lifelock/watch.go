@@ -87,7 +87,8 @@ func (l *Lock) setWatchErr(err error) {
 }
 
 func (l *Lock) onLease(obj any, deleted bool) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+	d, unknown := obj.(cache.DeletedFinalStateUnknown)
+	if unknown {
 		obj = d.Obj
 	}
 	lease, ok := l.store.canonical(obj)
@@ -96,7 +97,11 @@ func (l *Lock) onLease(obj any, deleted bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.core.observeLock(lease, deleted)
+	if unknown {
+		l.core.observeLockVanished(lease)
+	} else {
+		l.core.observeLock(lease, deleted)
+	}
 	l.followLocked()
 	l.notifyLocked()
 }
