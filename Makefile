@@ -55,12 +55,23 @@ lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 SCAFFOLD_PKG = ./test/scaffold
 
 .PHONY: test
-test: vet envtest ## Run go vet, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
+test: vet envtest ## Run go vet, a short simulation run, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
+	go test -count=1 -v -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SHORT)
 	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
 	@$(MAKE) --no-print-directory test-scaffold
 	@$(MAKE) --no-print-directory test-chaos
 	@$(MAKE) --no-print-directory test-interop
 	@$(MAKE) --no-print-directory test-bench
+
+# The simulation (pkg/lifelock/sim_test.go) drives the lock's decision core through seeded schedules of a
+# modelled API server, garbage collector, kubelet and client-go elector. make test explores SIM_SHORT of them;
+# make test-sim explores SIM_SCHEDULES and prints the count of schedules, steps and distinct states.
+SIM_SHORT ?= 20000
+SIM_SCHEDULES ?= 1000000
+SIM_SEED ?= 0
+.PHONY: test-sim
+test-sim: ## Explore SIM_SCHEDULES (1000000) seeded schedules of the protocol in the simulation; SIM_SEED=n starts elsewhere.
+	go test -count=1 -v -timeout 60m -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SCHEDULES) -sim.seed=$(SIM_SEED)
 
 .PHONY: test-scaffold
 test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods.

@@ -1,0 +1,5 @@
+//go:build !race
+
+package lifelock
+
+const raceEnabled = false
