@@ -132,9 +132,10 @@ const outOfServiceUsage = "In life mode, treat a leader whose Node is tainted no
 const kindUsage = "In life mode, the object that holds the lock: 'lease' (the default: a coordination.k8s.io Lease) " +
 	"or 'configmap' (operator-lib's leader.Become format: operator-lib and lifelock replicas using the same lock name exclude each other)."
 
-// NewManager applies o to mo and creates the manager. In life mode it also registers the lock's health
-// check ("leader-lock") with the manager, which fails only for a leader whose lock watch stays broken, and
-// the manager's Start closes the lock's watches (and waits for its Events to be written) when it returns.
+// NewManager applies o to mo and creates the manager: Apply, manager.New, then Wrap. In life mode the
+// manager registers the lock's health check ("leader-lock"), which fails only for a leader whose lock
+// watch stays broken; releases the lock on shutdown only once every leader-only runnable added to it has
+// returned; and, when its Start returns, closes the lock's watches (and waits for its Events to be written).
 func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 	mo, err := o.Apply(cfg, mo)
 	if err != nil {
@@ -147,6 +148,15 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 		}
 		return nil, err
 	}
+	return o.Wrap(mgr)
+}
+
+// Wrap finishes a manager created with manager.New from the options Apply returned (NewManager does all
+// three): in life mode it adds the lock's health check, counts the leader-only runnables added through the
+// manager it returns (the lock releases on shutdown only once all have returned), and closes the lock when
+// Start returns. Add every runnable through the returned manager. In lease mode, or without election, mgr
+// is returned as it is.
+func (o *Options) Wrap(mgr manager.Manager) (manager.Manager, error) {
 	if o.lock == nil {
 		return mgr, nil
 	}
@@ -154,7 +164,6 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 		o.lock.Close()
 		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
 	}
-
 	o.work.track()
 	return &lifeManager{Manager: mgr, lock: o.lock, work: o.work}, nil
 }
@@ -178,8 +187,8 @@ func (m *lifeManager) Add(r manager.Runnable) error {
 	return m.Manager.Add(m.work.wrap(r))
 }
 
-// Apply returns mo configured for o.Mode. Prefer NewManager; with Apply, add HealthCheck to the manager and
-// call CreatedLock().Close() after the manager's Start has returned.
+// Apply returns mo configured for o.Mode. Prefer NewManager; with Apply, create the manager with
+// manager.New and pass it to Wrap.
 //
 // In lease mode, or without mo.LeaderElection, mo is returned unchanged (an explicit ModeLife without
 // mo.LeaderElection is an error; see Options.Mode). In life mode it creates the lock (finding this
@@ -190,8 +199,9 @@ func (m *lifeManager) Add(r manager.Runnable) error {
 // It also sets LeaderElectionReleaseOnCancel, so that a leader shutting down hands the lock over at once;
 // the lock releases only once every leader-only runnable added through the manager NewManager returns has
 // returned (controller-runtime cancels the elector after GracefulShutdownTimeout whether or not they have),
-// and otherwise stays held until this Pod is gone. A manager made with manager.New from Apply's options
-// cannot tell, so its lock never releases: its successor takes over once this Pod is gone.
+// and otherwise stays held until this Pod is gone. A manager made with manager.New from Apply's options and
+// not passed to Wrap cannot tell, so its lock never releases: its successor takes over once this Pod is
+// gone. Setting LeaderElectionReleaseOnCancel to false after Apply turns the release off.
 func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, error) {
 	mode := o.Mode
 	if mode == "" {

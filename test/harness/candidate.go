@@ -88,6 +88,9 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 	if err != nil {
 		return nil, err
 	}
+	if mgr, err = mopts.Wrap(mgr); err != nil {
+		return nil, err
+	}
 	c := &Candidate{Name: o.Pod.Name, Pod: o.Pod, Manager: mgr, Lock: mopts.CreatedLock(), done: make(chan struct{})}
 	if err := mgr.Add(Actor(c.Name, o.History)); err != nil {
 		return nil, err
