@@ -58,7 +58,9 @@ var _ = Describe("ConfigMap lock", func() {
 		Expect(cm.OwnerReferences).To(HaveExactElements(operatorLibOwner(podA)), "exactly one owner: the Pod, no controller, no blockOwnerDeletion")
 		Expect(cm.Data).To(BeEmpty())
 		Expect(cm.BinaryData).To(BeEmpty())
-		Expect(cm.Annotations).To(BeEmpty())
+		// Created in operator-lib's format; once leading, lifelock marks it settled (operator-lib ignores
+		// annotations).
+		Expect(cm.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}))
 		Expect(cm.Labels).To(BeEmpty())
 		Expect(cm.Immutable).To(BeNil())
 
@@ -104,7 +106,7 @@ var _ = Describe("ConfigMap lock", func() {
 		if after.UID != before.UID {
 			// The garbage collector deleted a's ConfigMap, and b created a new one: operator-lib's format, term 0.
 			measure("ConfigMap lock: crash failover path", "GC deleted, follower created")
-			Expect(after.Annotations).To(BeEmpty())
+			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}))
 		} else {
 			// b patched the owner before the garbage collector got to it (its delete carries a resourceVersion
 			// precondition, so it then leaves the ConfigMap alone).
@@ -181,7 +183,7 @@ var _ = Describe("ConfigMap lock", func() {
 			measure("ConfigMap lock: release path", "marked, deleted by a, created by b")
 			Expect(next.Object.(*corev1.ConfigMap).UID).To(Equal(before.UID))
 			Expect(after.UID).NotTo(Equal(before.UID))
-			Expect(after.Annotations).To(BeEmpty(), "b created it in operator-lib's format")
+			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}), "b created it in operator-lib's format, then marked it settled")
 		} else {
 			measure("ConfigMap lock: release path", "marked, taken over by b")
 			Expect(next.Object.(*corev1.ConfigMap).OwnerReferences).To(HaveExactElements(operatorLibOwner(podB)))
@@ -214,7 +216,7 @@ var _ = Describe("ConfigMap lock", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(after.UID).To(Equal(before.UID), "the same ConfigMap, patched, not re-created")
 		Expect(after.OwnerReferences).To(HaveExactElements(operatorLibOwner(podB)))
-		Expect(after.Annotations).To(Equal(map[string]string{"note": "keep me", lifelock.TransitionsAnnotation: "1"}))
+		Expect(after.Annotations).To(Equal(map[string]string{"note": "keep me", lifelock.TransitionsAnnotation: "1", lifelock.SettledAnnotation: "true"}))
 		Expect(after.Labels).To(Equal(map[string]string{"team": "infra"}))
 		Expect(after.Data).To(Equal(map[string]string{"k": "v"}))
 		_, err = cp.Client.CoreV1().Pods(ns).Get(ctx, podA.Name, metav1.GetOptions{})
