@@ -7,10 +7,17 @@
 //
 // At most one leader per lock, as long as a deleted Pod's containers have stopped before its object
 // disappears. That is the contract kubelet and the API server keep for every Pod deleted without --force.
-// Beyond it, the acquisition grace (Options.AcquisitionGrace) keeps a previous holder that can still reach
-// the API server (its Pod force-deleted, or its phase written Failed before its containers stopped) from
-// acting alongside its successor: a new leader reports success only after the old one has provably stopped
-// or has had time to fence itself.
+// Beyond it, the acquisition grace (Options.AcquisitionGrace, derived from the elector's timings by
+// TimingsFor) keeps a previous holder that can still reach the API server (its Pod force-deleted, or its
+// phase written Failed before its containers stopped) from acting alongside its successor: a new leader
+// reports success only after every earlier holder has provably stopped or has had time to fence itself. A
+// proof about one holder covers the ones before it only on a lock marked SettledAnnotation.
+//
+// Nobody stays stuck once the holder's Pod object is gone: the garbage collector deletes the lock, or (after
+// a delete with propagationPolicy Orphan) strips its owner, and either way a live candidate takes it.
+//
+// The decision core (core.go) is pure and is explored by a seeded simulation of the API server, watches,
+// garbage collector, kubelet and client-go's elector (make test-sim); docs/design.md has the argument.
 //
 // A lock that vanishes while its holder's Pod lives (someone deleted it, or a foreground cascading delete
 // removed it first) is not free: followers that saw the holder wait for its Pod, and the holder stops
@@ -41,10 +48,16 @@
 //
 // A holder is gone when its Pod does not exist, exists with another UID, or is in phase Failed or
 // Succeeded; a takeover is then a compare-and-swap write on the version of the lock that was judged. On
-// shutdown after its controllers stopped (ReleaseOnCancel) the leader releases the lock so that the next
-// candidate takes it at once: a Lease lock is marked released (no holder, no owner) and kept, a ConfigMap
-// lock is marked released and then deleted. A Lock that has held a term and lost it never acquires again:
-// the process is expected to exit, as controller-runtime's manager does.
+// shutdown after its controllers stopped (ReleaseOnCancel, and Options.WorkStopped) the leader releases the
+// lock so that the next candidate takes it at once: a Lease lock is marked released (no holder, no owner)
+// and kept, a ConfigMap lock is marked released and then deleted. A Lock that has held a term and lost it
+// never acquires again: the process is expected to exit, as controller-runtime's manager does. While one of
+// its watches is failing, a leader confirms its renewal with live reads, and a follower does not acquire.
+//
+// The lock lives in the candidate Pod's namespace: an ownerReference cannot point across namespaces, so
+// another namespace is refused (ErrNamespaceMismatch). Give the Pod's UID (POD_UID from the downward API,
+// or Options.PodUID) where the Pod spec can: a process that starts after its Pod was force-deleted and
+// re-created under the same name then refuses to start instead of taking the new Pod's identity.
 //
 // When a lock becomes free, each follower waits a random time up to Options.AcquireSpread (100 ms by
 // default) on its watches before it tries, and does not try if another candidate has taken the lock by

@@ -66,5 +66,5 @@ var _ = It("keeps one leader at a time through seeded random disruptions of real
 		Expect(os.WriteFile(*reportPath, []byte(table), 0o644)).To(Succeed())
 	}
 	Expect(r.history().Check()).To(Succeed())
-	Expect(r.lockStates.violations()).To(BeEmpty(), "the lock left the states DESIGN.md names")
+	Expect(r.lockStates.violations()).To(BeEmpty(), "the lock left the states docs/design.md names")
 }, NodeTimeout(24*time.Hour))

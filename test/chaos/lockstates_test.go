@@ -14,7 +14,7 @@ import (
 )
 
 // lockStates watches every version of the lock and records each one that is in none of the states
-// DESIGN.md names:
+// docs/design.md names:
 //   - held: exactly one owner, the holder's Pod (v1 Pod, no controller flag), a holderIdentity of
 //     "<pod name>_<pod UID>" naming that owner, and leaseDurationSeconds 2147483647;
 //   - released: no holder, no owner, leaseDurationSeconds 1;

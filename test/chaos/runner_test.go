@@ -203,7 +203,7 @@ func (r *runner) draw() kind {
 }
 
 // round applies one disruption to a settled election and checks what follows: one leader, the right one,
-// no overlap, and a lock in a state DESIGN.md names.
+// no overlap, and a lock in a state docs/design.md names.
 func (r *runner) round(ctx context.Context, i int) {
 	k := r.draw()
 	old, oldSpan := r.leader(ctx, electTimeout, harness.Span{})
