@@ -3,6 +3,7 @@ package lifelock_test
 import (
 	"fmt"
 	"os"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -54,4 +55,23 @@ func ExampleTerm() {
 	// stamped: 1/6a0b4c1e-0000-4000-8000-000000000001/99
 	// found: 2/6a0b4c1e-0000-4000-8000-000000000001/100
 	// superseded: true
+}
+
+// A program that runs client-go's LeaderElector itself takes the elector's timings and the lock's from one
+// place, TimingsFor, so that the acquisition grace covers the timings the elector really runs with. (A
+// lock made with other timings than its elector's raises its grace to cover any timings with the
+// elector's lease duration, and logs an error saying so.)
+func ExampleTimingsFor() {
+	t := lifelock.TimingsFor(0, 0) // lifelock's defaults; or the elector's retry period and renew deadline
+	opts := lifelock.Options{RetryPeriod: t.RetryPeriod, RenewDeadline: t.RenewDeadline, LeaseDuration: t.LeaseDuration}
+	_ = opts // lifelock.New(ctx, cfg, "my-operator-lock", opts), then leaderelection.LeaderElectionConfig{
+	//   Lock: lock, LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod, ...}
+	fmt.Println("retry", t.RetryPeriod, "renew deadline", t.RenewDeadline, "lease", t.LeaseDuration, "grace", t.AcquisitionGrace)
+
+	// client-go's usual timings: a previous leader may take up to about 14 s to stop.
+	slow := lifelock.TimingsFor(2*time.Second, 10*time.Second)
+	fmt.Println("lease", slow.LeaseDuration, "grace", slow.AcquisitionGrace)
+	// Output:
+	// retry 100ms renew deadline 500ms lease 1s grace 1.1s
+	// lease 20s grace 14.4s
 }

@@ -22,8 +22,9 @@ type Term struct {
 	Number int32
 	// LockUID is the UID of the lock object the term was won on.
 	LockUID string
-	// Revision is the resourceVersion of the lock object as written by the acquisition (as read, for a
-	// container restart of the holder, which writes nothing). Revisions of one cluster are ordered
+	// Revision is the resourceVersion of the lock object as the acquisition's last write stored it (the
+	// SettledAnnotation mark, for an acquisition that wrote the lock unsettled; as read, for a container
+	// restart of the holder that writes nothing). Revisions of one cluster are ordered
 	// (k8s.io/apimachinery/pkg/util/resourceversion), and every acquisition writes, so a later term has a
 	// greater Revision even when the lock object was created again.
 	Revision string

@@ -23,8 +23,11 @@
 // --leader-elect-lock-kind=configmap with --leader-elect-mode=lease is an error. In life mode, NewManager also
 // adds the lock's health check "leader-lock" to the manager's liveness checks (it fails only for a leader
 // whose lock watch has been broken for longer than Options.Lock.WatchFailureTolerance, never for a
-// follower), and Default.Term returns the term this process leads in, to fence what it writes (see
-// lifelock.Term).
+// follower), releases the lock on shutdown only once every leader-only runnable added to the manager has
+// returned (controller-runtime cancels the elector after GracefulShutdownTimeout whether or not they have;
+// the lock then stays held until the Pod is gone), and Default.Term returns the term this process leads in,
+// to fence what it writes (see lifelock.Term). A program that calls Apply and manager.New itself passes the
+// manager to Wrap for the same.
 //
 // With --leader-elect-mode=life (the default) and LeaderElection set, the manager elects its leader with a
 // lifelock.Lock named LeaderElectionID; with --leader-elect-mode=lease it behaves exactly as

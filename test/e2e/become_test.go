@@ -35,14 +35,41 @@ var _ = Describe("Become", func() {
 		}()
 		Consistently(becameB).WithTimeout(3 * time.Second).ShouldNot(Receive())
 
-		// a's process is gone (its context ends: Become never releases), then kubelet deletes its Pod.
+		// a's context ends: Become never releases, and a keeps leading until its Pod is gone.
 		stopA()
-		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
-		Eventually(becameB).WithTimeout(10 * time.Second).Should(Receive(BeNil()))
+		Consistently(becameB).WithTimeout(2 * time.Second).ShouldNot(Receive())
 		Expect(lostA).NotTo(BeClosed(), "ending the context is not a loss")
+		// kubelet deletes a's Pod: a sees its loss (its program would exit), and b leads.
+		Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+		Eventually(lostA).WithTimeout(2 * time.Second).Should(BeClosed())
+		Eventually(becameB).WithTimeout(10 * time.Second).Should(Receive(BeNil()))
 		l, err := cp.Client.CoordinationV1().Leases(ns).Get(ctx, lockName, metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(l.OwnerReferences).To(ConsistOf(HaveField("UID", podB.UID)))
+		DeferCleanup(func(ctx SpecContext) { Expect(cp.ForceDeletePod(ctx, podB)).To(Succeed()) }) // b's elector ends with its loss
+	})
+
+	It("keeps leading and fencing itself after its context ends", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		newPod(ctx, ns, "a")
+		ctxA, stopA := context.WithCancel(ctx)
+		lost := make(chan struct{})
+		Expect(lifelock.Become(ctxA, lockName, lifelock.WithConfig(cp.Config),
+			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}),
+			lifelock.WithOnLost(func() { close(lost) }))).To(Succeed())
+		stopA()
+
+		// A second process of the same Pod (it shares the network namespace, so the per-Pod socket) still
+		// cannot take the lock: a's lock did not close with its context.
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err := lifelock.Become(short, lockName, lifelock.WithConfig(cp.Config),
+			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}), lifelock.WithOnLost(func() {}))
+		Expect(err).To(MatchError(context.DeadlineExceeded), "a second process of the leader's Pod led")
+
+		// And a still sees a loss.
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(lost).WithTimeout(2*time.Second).Should(BeClosed(), "a leader whose context ended no longer fences itself")
 	})
 
 	It("calls the lost function when the leader's lock is deleted", func(ctx SpecContext) {
@@ -60,7 +87,11 @@ var _ = Describe("Become", func() {
 		ns := newNamespace(ctx)
 		newPod(ctx, ns, "a")
 		newPod(ctx, ns, "b")
-		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config), lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}))).To(Succeed())
+		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config), lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}),
+			lifelock.WithOnLost(func() {}))).To(Succeed())
+		DeferCleanup(func(ctx SpecContext) { // a's elector ends with its loss
+			Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		})
 		short, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		err := lifelock.Become(short, lockName, lifelock.WithConfig(cp.Config), lifelock.WithOptions(lifelock.Options{PodName: "b", PodNamespace: ns}))

@@ -109,6 +109,13 @@ var _ = Describe("Term", func() {
 				lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns, Kind: kind}),
 				lifelock.WithTerm(&t),
 				lifelock.WithOnLost(func() {}))).To(Succeed())
+			DeferCleanup(func(ctx SpecContext) { // Become leads until a loss: end it with one
+				if kind == lifelock.KindConfigMap {
+					Expect(cp.Client.CoreV1().ConfigMaps(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+				} else {
+					Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+				}
+			})
 
 			var uid types.UID
 			var rv string
@@ -151,6 +158,8 @@ var _ = Describe("Term", func() {
 			lease, err = cp.Client.CoordinationV1().Leases(ns).Get(ctx, exampleLock, metav1.GetOptions{})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(lease.OwnerReferences).To(ConsistOf(HaveField("UID", podA.UID)))
+			// The term is the version the acquisition's last write stored: marking the lock settled.
+			g.Expect(lease.Annotations).To(HaveKeyWithValue(lifelock.SettledAnnotation, "true"))
 		}).WithTimeout(60 * time.Second).Should(Succeed())
 		mine := termOf(lease)
 

@@ -1,0 +1,76 @@
+package manageropts
+
+import (
+	"context"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+)
+
+type runnable struct{}
+
+func (r runnable) Start(ctx context.Context) error { <-ctx.Done(); return nil }
+
+type electionRunnable struct {
+	runnable
+	need bool
+}
+
+func (r electionRunnable) NeedLeaderElection() bool { return r.need }
+
+type warmRunnable struct{ electionRunnable }
+
+func (warmRunnable) Warmup(context.Context) error { return nil }
+
+// The lock may release on shutdown only once every runnable that runs only while leading has returned;
+// runnables that run on followers too are not counted.
+func TestLeaderWorkCountsLeaderOnlyRunnables(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       manager.Runnable
+		counted bool
+	}{
+		{"a plain runnable runs only while leading", runnable{}, true},
+		{"NeedLeaderElection true", electionRunnable{need: true}, true},
+		{"NeedLeaderElection false", electionRunnable{need: false}, false},
+		{"a controller (warmed up, leader-only)", warmRunnable{electionRunnable{need: true}}, true},
+		{"an HTTP server", &manager.Server{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &leaderWork{}
+			w.track()
+			wrapped := w.wrap(tc.r)
+			if got := w.stopped(); got == tc.counted {
+				t.Fatalf("stopped() = %v right after adding; counted = %v", got, tc.counted)
+			}
+			if !tc.counted {
+				if wrapped != tc.r {
+					t.Fatal("a runnable that is not leader-only was wrapped")
+				}
+				return
+			}
+			if _, ok := tc.r.(warmupRunnable); ok {
+				if _, ok := wrapped.(warmupRunnable); !ok {
+					t.Fatal("the wrapper hides Warmup: the manager would not warm the controller up")
+				}
+			}
+			if le, ok := wrapped.(manager.LeaderElectionRunnable); !ok || !le.NeedLeaderElection() {
+				t.Fatal("the wrapper does not run only while leading")
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error)
+			go func() { done <- wrapped.Start(ctx) }()
+			if w.stopped() {
+				t.Fatal("stopped while the runnable runs")
+			}
+			cancel()
+			<-done
+			if !w.stopped() {
+				t.Fatal("not stopped after the runnable returned")
+			}
+		})
+	}
+	if w := (&leaderWork{}); w.stopped() {
+		t.Fatal("a manager that does not count its runnables says they stopped")
+	}
+}
