@@ -76,7 +76,13 @@ type pendingWrite struct {
 	proven     bool
 	grace      time.Duration // the grace an unproven acquisition pays
 	graceEnd   time.Time
+	started    time.Time
 }
+
+// confirmUnseenAfter is how long an acquisition waits for the watch to show its write before it reads the
+// lock live instead: a write deleted while the watch was failing is never shown, and would otherwise be
+// waited for forever.
+const confirmUnseenAfter = time.Second
 
 // coreConfig is what the core needs of Options.
 type coreConfig struct {
@@ -374,7 +380,7 @@ func worstCaseGrace(leaseSeconds int) time.Duration {
 // its grace, ending at now + grace.
 func (c *core) startAcquisition(written *coordinationv1.Lease, judgedRV string, j *judgement, grace time.Duration, now time.Time) {
 	full, _ := c.graceFor(&judgement{}, 0)
-	p := &pendingWrite{uid: string(written.UID), judgedRV: judgedRV, proven: j.proven, grace: max(grace, full), graceEnd: now.Add(grace)}
+	p := &pendingWrite{uid: string(written.UID), judgedRV: judgedRV, proven: j.proven, grace: max(grace, full), graceEnd: now.Add(grace), started: now}
 	since := c.lockEvents - j.events // lock events since the judgement
 	if c.lock != nil && c.lock.UID == written.UID && c.lock.ResourceVersion != judgedRV {
 		p.seen = true
@@ -393,8 +399,9 @@ const (
 	acquisitionWaiting acquisitionState = iota // for the watch to show the write, or for the grace to pass
 	acquisitionLead                            // the write is seen, still ours, and the grace has passed
 	acquisitionLost                            // the write is seen and the lock is no longer ours
-	// acquisitionConfirm: the grace has passed but a watch is failing, so "still ours" must come from a
-	// live read of the lock and of this Pod (withLive), not from the watched state.
+	// acquisitionConfirm: "still ours" must come from a live read of the lock and of this Pod
+	// (confirmAcquisition), not from the watched state: the grace has passed but a watch is failing, or the
+	// watch has not shown the write for confirmUnseenAfter.
 	acquisitionConfirm
 )
 
@@ -411,6 +418,8 @@ func (c *core) acquisition(now time.Time) acquisitionState {
 		return acquisitionLost
 	case p.seen && c.lossOf(p.uid) != "":
 		return acquisitionLost
+	case !p.seen && !now.Before(p.started.Add(confirmUnseenAfter)):
+		return acquisitionConfirm
 	case p.seen && !now.Before(p.graceEnd) && c.watchBroken():
 		return acquisitionConfirm
 	case p.seen && !now.Before(p.graceEnd):
@@ -419,12 +428,38 @@ func (c *core) acquisition(now time.Time) acquisitionState {
 	return acquisitionWaiting
 }
 
-// acquisitionGraceEnd is when the pending acquisition's grace ends (zero without one).
-func (c *core) acquisitionGraceEnd() time.Time {
-	if c.pending == nil {
-		return time.Time{}
+// confirmAcquisition judges the pending acquisition at now from a live read of the lock and of this Pod
+// (nil when absent). A write the watch never showed counts as seen if the lock is still ours, but what came
+// between is unknown, so a proven acquisition then pays the grace.
+func (c *core) confirmAcquisition(lock *coordinationv1.Lease, pod *corev1.Pod, now time.Time) acquisitionState {
+	p := c.pending
+	if p == nil || c.withLive(lock, pod).lossOf(p.uid) != "" {
+		c.pending = nil
+		return acquisitionLost
 	}
-	return c.pending.graceEnd
+	if !p.seen {
+		p.seen, p.intervened = true, true
+	}
+	if p.proven && p.intervened {
+		p.proven, p.graceEnd = false, now.Add(p.grace)
+	}
+	if now.Before(p.graceEnd) {
+		return acquisitionWaiting
+	}
+	return acquisitionLead
+}
+
+// acquisitionWake is when the pending acquisition next needs a look, short of a change of the view: the end
+// of its grace, or when an unseen write is to be confirmed live.
+func (c *core) acquisitionWake() time.Time {
+	p := c.pending
+	switch {
+	case p == nil:
+		return time.Time{}
+	case !p.seen:
+		return p.started.Add(confirmUnseenAfter)
+	}
+	return p.graceEnd
 }
 
 // lead makes this process the leader of written, the object its acquisition wrote (or found).

@@ -293,8 +293,11 @@ func TestAcquisition(t *testing.T) {
 	written.ResourceVersion = "2"
 	c.startAcquisition(written, "1", &judgement{kind: judgedTakeover, events: c.lockEvents}, time.Second, t0)
 	end := t0.Add(time.Second)
-	if got := c.acquisition(end); got != acquisitionWaiting {
+	if got := c.acquisition(t0); got != acquisitionWaiting {
 		t.Fatalf("before the watch shows the write: %v", got)
+	}
+	if got := c.acquisition(t0.Add(confirmUnseenAfter)); got != acquisitionConfirm {
+		t.Fatalf("a write the watch does not show is confirmed live: %v", got)
 	}
 	c.observeLock(written, false)
 	if got := c.acquisition(t0); got != acquisitionWaiting {
@@ -339,6 +342,30 @@ func TestCreationAfterAnotherVersionPaysTheGrace(t *testing.T) {
 	}
 	if got := c.acquisition(t0.Add(c.cfg.grace)); got != acquisitionLead {
 		t.Fatalf("after the full grace: %v", got)
+	}
+}
+
+// A write deleted while the watch was failing is never shown: the live read decides instead of a wait
+// forever, and a proven acquisition confirmed that way pays the grace (what came between is unknown).
+func TestConfirmUnseenAcquisition(t *testing.T) {
+	c := follower()
+	c.watchPod(podB.Name)
+	c.pod.synced = true
+	running := podState(podB, corev1.PodRunning, false, false)
+	c.observePod(podB.Name, running, false)
+	ours := newLock("ns", "lock", podB, t0, false)
+	ours.UID, ours.ResourceVersion = "uid-ours", "4"
+	c.startAcquisition(ours, "", &judgement{kind: judgedAbsent, proven: true, events: c.lockEvents}, 0, t0)
+	later := t0.Add(confirmUnseenAfter)
+	if got := c.confirmAcquisition(ours, running, later); got != acquisitionWaiting {
+		t.Fatalf("a proven acquisition confirmed live leads at once: %v", got)
+	}
+	if got := c.confirmAcquisition(ours, running, later.Add(c.cfg.grace)); got != acquisitionLead {
+		t.Fatalf("after the grace: %v", got)
+	}
+	c.startAcquisition(ours, "", &judgement{kind: judgedAbsent, events: c.lockEvents}, 0, t0)
+	if got := c.confirmAcquisition(nil, running, later); got != acquisitionLost || c.pending != nil {
+		t.Fatalf("a write that is gone: %v", got)
 	}
 }
 

@@ -480,18 +480,15 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 	for {
 		l.mu.Lock()
 		ch, state := l.changed, l.core.acquisition(time.Now())
-		graceEnd, cur := l.core.acquisitionGraceEnd(), l.core.lock
+		cur := l.core.lock
 		l.mu.Unlock()
 		if state == acquisitionConfirm {
 			lock, pod, err := l.readLive(ctx)
 			l.mu.Lock()
-			switch {
-			case err != nil:
-				state = acquisitionWaiting // try again after a while: nothing proves the lock is still ours
-			case l.core.withLive(lock, pod).lossOf(l.core.pending.uid) != "":
-				state = acquisitionLost
-			default:
-				state, cur = acquisitionLead, lock
+			if err != nil {
+				state = acquisitionWaiting // read again soon: nothing proves the lock is still ours
+			} else if state = l.core.confirmAcquisition(lock, pod, time.Now()); state == acquisitionLead {
+				cur = lock
 			}
 			l.mu.Unlock()
 		}
@@ -517,24 +514,18 @@ func (l *Lock) finishAcquisition(ctx context.Context, written *coordinationv1.Le
 			l.mu.Unlock()
 			return nil
 		}
-		wait := time.Until(graceEnd)
+		l.mu.Lock()
+		wake := l.core.acquisitionWake()
+		l.mu.Unlock()
+		wait := time.Until(wake)
 		if wait <= 0 {
-			wait = l.opts.FollowerWait
-			if state == acquisitionConfirm || state == acquisitionWaiting && l.watchBroken() {
-				wait = l.opts.RetryPeriod // a live read failed: read again soon
-			}
+			wait = l.opts.RetryPeriod // a live read failed: read again soon
 		}
 		if !l.waitChange(ctx, ch, wait) {
 			l.abandon(written)
 			return l.closedErr(ctx)
 		}
 	}
-}
-
-func (l *Lock) watchBroken() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.core.watchBroken()
 }
 
 // abandon releases a lock this process wrote (or found) but never led with: its context ended during the

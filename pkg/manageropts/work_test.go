@@ -64,7 +64,9 @@ func TestLeaderWorkCountsLeaderOnlyRunnables(t *testing.T) {
 				t.Fatal("stopped while the runnable runs")
 			}
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
 			if !w.stopped() {
 				t.Fatal("not stopped after the runnable returned")
 			}
