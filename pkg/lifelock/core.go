@@ -115,8 +115,9 @@ type core struct {
 	settled    bool    // it carried SettledAnnotation
 	releasedBy string  // it was released, by this holder
 	lockEvents int     // lock events observed so far
-	// gap: the lock was seen deleted only by a re-list (its final state unknown), so versions this
-	// candidate never saw may have come between: its last state proves nothing.
+	// gap: versions this candidate never saw may have come after the last one it saw (the lock watch failed
+	// since, or the lock was seen deleted only by a re-list, its final state unknown), so, while the lock is
+	// absent, that last version proves nothing.
 	gap bool
 
 	pod     objectView[corev1.Pod]  // the holder's Pod (this Pod's own while leading)
@@ -175,6 +176,9 @@ func (c *core) observeLockVanished(lease *coordinationv1.Lease) {
 func (c *core) setLockErr(err error, now time.Time) {
 	if err != nil && c.lockErr == nil {
 		c.lockBrokenSince = now
+	}
+	if err != nil {
+		c.gap = true // a re-list follows: a version created and deleted meanwhile shows no event at all
 	}
 	c.lockErr = err
 }

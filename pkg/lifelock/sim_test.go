@@ -1185,7 +1185,9 @@ func (w *world) breakWatches(p *proc, d time.Duration) {
 			} else if p.core.pod.obj != nil {
 				p.core.observePod(name, p.core.pod.obj, true)
 			}
+			p.core.pod.synced = true // an informer has synced once a list succeeded
 		}
+		p.core.lockSynced = true
 		p.core.setLockErr(nil, time.Unix(0, int64(w.now)))
 		p.core.pod.err = nil
 		p.changed()
