@@ -131,8 +131,13 @@ func (r *configMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &cm); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	// The fencing epoch: in life mode, the term this process leads in (none in lease mode).
-	term, fenced := manageropts.Default.Term()
+	// The fencing epoch: in life mode, the term this process leads in (none in lease mode). Fence refuses
+	// once this process has lost the lock, while its manager is still stopping: write nothing then.
+	term, err := manageropts.Default.Fence()
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("not writing %s: %w", req, err)
+	}
+	fenced := !term.IsZero()
 	stamp := ""
 	if fenced {
 		stamp = term.String()

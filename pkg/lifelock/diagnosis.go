@@ -25,6 +25,13 @@ func (l *Lock) diagnose(a answer) {
 		}
 		s = suspect(c.pod.obj, c.holder.UID, node, time.Now())
 	}
+	if s == nil && c.lock != nil && c.holder == nil && holderOf(c.lock) != "" && c.lock.DeletionTimestamp == nil &&
+		ptrInt(c.lock.Spec.LeaseDurationSeconds) == MaxLeaseDurationSeconds {
+		// Held, but by no Pod that could ever be judged gone (a ConfigMap with no Pod owner, say, left by
+		// an older lock implementation): nobody leads until someone removes it.
+		l.reportOwnerlessLocked()
+		return
+	}
 	if s == nil {
 		if l.stuck != "" {
 			l.log.Info("The lock's holder no longer looks stuck", "holder", l.stuck)
@@ -106,4 +113,21 @@ func remedies(pod, node string) string {
 		"If it is shut down, taint it (kubectl taint nodes %s node.kubernetes.io/out-of-service=nodeshutdown:NoExecute). "+
 		"Force-delete the Pod (kubectl delete pod %s --grace-period=0 --force) only if you know its containers have stopped: "+
 		"a leader that still runs would act alongside the next one.", node, node, pod)
+}
+
+// reportOwnerlessLocked says, once, that the lock is held by no Pod: the log line, a HolderLooksStuck
+// Event and the gauge, with the remedy. Lock.mu must be held.
+func (l *Lock) reportOwnerlessLocked() {
+	key := "ownerless: " + l.core.holderID
+	if l.stuck == key {
+		return
+	}
+	l.stuck = key
+	stuckHolder.WithLabelValues(l.name).Set(1)
+	msg := fmt.Sprintf("waiting for the lock %s, which is held by %q but owned by no Pod, so nothing will ever free it "+
+		"(a lock left by another implementation, or whose owner was removed). If no process still acts on it, "+
+		"delete it (kubectl -n %s delete %s %s); a candidate then takes it after the acquisition grace.",
+		l.Describe(), l.core.holderID, l.namespace, l.store.resource().Resource, l.name)
+	l.log.Info("Nobody can lead while the lock is owned by no Pod", "holder", l.core.holderID, "detail", msg)
+	l.eventLocked(l.core.lock, corev1.EventTypeWarning, ReasonHolderLooksStuck, "%s is %s", l.own.Name, msg)
 }

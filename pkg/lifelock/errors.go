@@ -37,6 +37,9 @@ var (
 	// acquires again; the process is expected to exit.
 	ErrLockLost = errors.New("leader lock lost")
 
+	// ErrNotLeading means this process has not (yet) acquired the lock: Fence refuses a write.
+	ErrNotLeading = errors.New("not leading")
+
 	// ErrReleased means the lock was released by this process (on shutdown) and is no longer usable.
 	ErrReleased = errors.New("leader lock released")
 

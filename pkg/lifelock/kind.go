@@ -231,7 +231,7 @@ func (s configMapStore) get(ctx context.Context, name string) (*coordinationv1.L
 // create writes what operator-lib's Become writes, an empty ConfigMap with one Pod owner, plus
 // SettledAnnotation when the acquisition is settled (operator-lib ignores annotations).
 func (s configMapStore) create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, OwnerReferences: l.OwnerReferences}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, OwnerReferences: l.OwnerReferences, Labels: l.Labels}}
 	if n := ptr.Deref(l.Spec.LeaseTransitions, 0); n > 0 {
 		cm.Annotations = map[string]string{TransitionsAnnotation: strconv.Itoa(int(n))}
 	}

@@ -29,6 +29,7 @@ import (
 // made for (Options.RetryPeriod, RenewDeadline and LeaseDuration; see TimingsFor). A Lock serves one
 // election in one process: once it has been lost or released it refuses to acquire again.
 type Lock struct {
+	key       string // in inProcess
 	client    kubernetes.Interface
 	store     store
 	namespace string
@@ -56,9 +57,13 @@ type Lock struct {
 	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
 	// lostReported: the loss of this process's term has been reported.
 	lostReported bool
+	socketErr    error // the per-Pod socket cannot be taken (not because another process holds it)
 }
 
 var _ resourcelock.Interface = &Lock{}
+
+// inProcess holds the locks (kind:namespace/name:Pod UID) that have a Lock in this process.
+var inProcess sync.Map
 
 // New returns a Lock named name for the Pod this process runs in. It finds that Pod (see Options.PodName),
 // reads its UID, and checks that the credentials in cfg may do what the lock needs; any failure is returned
@@ -113,7 +118,13 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 	if err != nil {
 		return nil, fmt.Errorf("lock %s/%s: %w", ns, name, err)
 	}
+	key := string(opts.Kind) + ":" + ns + "/" + name + ":" + own.UID
+	if _, dup := inProcess.LoadOrStore(key, true); dup {
+		return nil, fmt.Errorf("lock %s/%s: this process already has a Lock for it as Pod %s (one per lock and Pod: a second "+
+			"would wait forever for the first on the per-Pod socket); Close the first one, or share it", ns, name, own.Name)
+	}
 	return &Lock{
+		key:        key,
 		client:     client,
 		store:      st,
 		watchNodes: nodes,
@@ -147,13 +158,20 @@ func (l *Lock) start() {
 }
 
 // Close stops the lock's watches and frees its socket, and waits until the Events it recorded are written
-// (the writes of one Event give up after 5 s). It does not release the lock: a held lock stays held until
+// (the writes of one Event give up after 5 s), except after a loss: a process that lost its lock must stop
+// acting at once, not wait on the API server. It does not release the lock: a held lock stays held until
 // this Pod is gone (or the elector released it on cancel). Safe to call more than once. A leader that
 // closes its lock can no longer see a loss: close it only once the leader's work has stopped.
 func (l *Lock) Close() {
 	l.start()
 	l.stop()
-	l.writing.Wait()
+	inProcess.Delete(l.key)
+	l.mu.Lock()
+	lost := l.core.phase == lost
+	l.mu.Unlock()
+	if !lost {
+		l.writing.Wait()
+	}
 }
 
 // Identity returns this candidate's holder identity: its Pod's name and UID.
@@ -177,12 +195,36 @@ func (l *Lock) Holder() string {
 // Kind returns the kind of object that holds the lock.
 func (l *Lock) Kind() Kind { return l.opts.Kind }
 
-// Term returns the term this process leads in, and false while it does not lead (before it has acquired
-// the lock, and after it has lost or released it).
+// Term returns the term this process won, and whether it still leads in it: the zero Term and false before
+// it has acquired the lock; the term it won and false after it has lost or released it (a superseded
+// leader may still be finishing a reconcile then, and must not write). To decide whether to write, use
+// Fence.
 func (l *Lock) Term() (Term, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.core.term, l.core.phase == leading
+}
+
+// Fence returns the term to stamp on a write, or an error when this process must not write: ErrNotLeading
+// before it leads, ErrLockLost once it has lost the lock (it is being superseded, and stops leading within
+// the renew deadline), ErrReleased after it released it. Call it right before each write a leader makes,
+// and write nothing on an error.
+func (l *Lock) Fence() (Term, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch l.core.phase {
+	case leading:
+		if reason := l.core.lossOf(l.core.termUID); reason != "" {
+			// Seen on the watch, not yet by the elector's renewal: already superseded.
+			return l.core.term, fmt.Errorf("lock %s: term %s: %w: %s", l.Describe(), l.core.term, ErrLockLost, reason)
+		}
+		return l.core.term, nil
+	case lost:
+		return l.core.term, fmt.Errorf("lock %s: term %s: %w", l.Describe(), l.core.term, ErrLockLost)
+	case released:
+		return l.core.term, fmt.Errorf("lock %s: term %s: %w", l.Describe(), l.core.term, ErrReleased)
+	}
+	return Term{}, fmt.Errorf("lock %s: %w", l.Describe(), ErrNotLeading)
 }
 
 // RecordEvent records client-go's elector events ("became leader", "stopped leading") on the lock object
@@ -287,8 +329,11 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 func (l *Lock) waitSynced(ctx context.Context) error {
 	for {
 		l.mu.Lock()
-		synced, werr, ch := l.core.lockSynced, l.core.lockErr, l.changed
+		synced, werr, ch, serr := l.core.lockSynced, l.core.lockErr, l.changed, l.socketErr
 		l.mu.Unlock()
+		if serr != nil {
+			return fmt.Errorf("lock %s: %w", l.Describe(), serr)
+		}
 		if synced {
 			return nil
 		}
@@ -353,7 +398,7 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	// Written unsettled even when proven: a creation's only precondition is that the lock is absent, so
 	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
-	created, err := l.store.create(ctx, newLock(l.namespace, l.name, l.own, time.Now(), false))
+	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false), l.opts.Labels))
 	if err != nil {
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).

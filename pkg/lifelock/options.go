@@ -144,6 +144,11 @@ type Options struct {
 	// needs get, list and watch on nodes (a ClusterRole). The acquisition grace still applies.
 	TakeOverFromOutOfServiceNodes bool
 
+	// Labels are put on the lock object when a candidate creates it (a takeover keeps the labels it
+	// finds), for clusters whose admission policies require labels. Package manageropts fills them from
+	// manager.Options.LeaderElectionLabels. Default: none.
+	Labels map[string]string
+
 	// WorkStopped, if set, reports whether all of the leader's work has stopped. A release on cancel (the
 	// elector's ReleaseOnCancel) happens only when it returns true; otherwise the lock stays held until this
 	// Pod is gone, since a release lets the next candidate lead at once. Package manageropts sets it to
@@ -212,6 +217,14 @@ func (o Options) validate() error {
 	}{{"RetryPeriod", o.RetryPeriod}, {"RenewDeadline", o.RenewDeadline}, {"LeaseDuration", o.LeaseDuration}, {"FollowerWait", o.FollowerWait}, {"WatchFailureTolerance", o.WatchFailureTolerance}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %s: it must be positive, or zero for the default", d.name, d.v))
+		}
+	}
+	for k, v := range o.Labels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("label key %q: %v", k, msgs))
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("label %s=%q: %v", k, v, msgs))
 		}
 	}
 	if o.Namespace != "" {

@@ -115,6 +115,18 @@ func newLock(namespace, name string, holder PodRef, now time.Time, settled bool)
 	}
 }
 
+// withLabels returns l with labels added (Options.Labels).
+func withLabels(l *coordinationv1.Lease, labels map[string]string) *coordinationv1.Lease {
+	if len(labels) == 0 {
+		return l
+	}
+	l.Labels = map[string]string{}
+	for k, v := range labels {
+		l.Labels[k] = v
+	}
+	return l
+}
+
 // takenOver returns old, held by holder from now on as the next term. Labels and other annotations are
 // kept; ownerReferences to other Pods are dropped; SettledAnnotation is set as settled says.
 func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time, settled bool) *coordinationv1.Lease {

@@ -127,3 +127,17 @@ func TestRecordOfPlainLease(t *testing.T) {
 		t.Error("rawRecord does not tell records apart")
 	}
 }
+
+// Options.Labels go on a lock a candidate creates (admission policies may require them).
+func TestLockLabels(t *testing.T) {
+	l := withLabels(newLock("ns", "lock", PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}, time.Now(), false), map[string]string{"team": "infra"})
+	if l.Labels["team"] != "infra" || len(l.Labels) != 1 {
+		t.Fatalf("labels = %v", l.Labels)
+	}
+	if err := (Options{Labels: map[string]string{"bad key!": "v"}}).validate(); err == nil {
+		t.Fatal("an invalid label key was accepted")
+	}
+	if err := (Options{Labels: map[string]string{"team": "not a value!"}}).validate(); err == nil {
+		t.Fatal("an invalid label value was accepted")
+	}
+}

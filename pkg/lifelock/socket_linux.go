@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -33,13 +34,18 @@ func (l *Lock) holdSocket() {
 			_ = ln.Close()
 			return
 		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			// Not another process of this Pod: without the socket this process cannot tell a restart of
+			// its own container from a second candidate in the Pod, so it never acquires; Get says why.
+			l.mu.Lock()
+			l.socketErr = fmt.Errorf("taking the per-Pod socket %s, which keeps two processes of one Pod from both leading: %w", name, err)
+			l.notifyLocked()
+			l.mu.Unlock()
+			return
+		}
 		if !logged {
 			logged = true
-			if errors.Is(err, syscall.EADDRINUSE) {
-				l.log.Info("Another process of this Pod is a candidate for this lock; waiting for it to exit", "socket", name)
-			} else {
-				l.log.Error(err, "Cannot take the per-Pod socket; retrying", "socket", name)
-			}
+			l.log.Info("Another process of this Pod is a candidate for this lock; waiting for it to exit", "socket", name)
 		}
 		t := time.NewTimer(l.opts.RetryPeriod)
 		select {

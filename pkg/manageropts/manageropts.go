@@ -115,14 +115,14 @@ func NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
 	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
-	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, false, outOfServiceUsage)
+	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, o.Lock.TakeOverFromOutOfServiceNodes, outOfServiceUsage)
 }
 
 // AddFlags binds the flags BindFlags binds to o on a pflag FlagSet.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Var((*modeValue)(&o.Mode), FlagName, modeUsage)
 	fs.Var((*kindValue)(&o.Lock.Kind), KindFlagName, kindUsage)
-	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, false, outOfServiceUsage)
+	fs.BoolVar(&o.Lock.TakeOverFromOutOfServiceNodes, OutOfServiceFlagName, o.Lock.TakeOverFromOutOfServiceNodes, outOfServiceUsage)
 }
 
 const modeUsage = "How the manager elects its leader when --leader-elect is set: " +
@@ -224,8 +224,13 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 		return mo, fmt.Errorf("--%s=%q: %w", FlagName, mode, errInvalidMode)
 	}
 	if !mo.LeaderElection {
-		if o.Mode == ModeLife {
+		switch {
+		case o.Mode == ModeLife:
 			return mo, errLifeWithoutElection
+		case o.Lock.Kind != "" && o.Lock.Kind != lifelock.KindLease:
+			return mo, fmt.Errorf("--%s=%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", KindFlagName, o.Lock.Kind, KindFlagName)
+		case o.Lock.TakeOverFromOutOfServiceNodes:
+			return mo, fmt.Errorf("--%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", OutOfServiceFlagName, OutOfServiceFlagName)
 		}
 		return mo, nil
 	}
@@ -242,6 +247,9 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	lo := o.Lock
 	if lo.Namespace == "" {
 		lo.Namespace = mo.LeaderElectionNamespace
+	}
+	if lo.Labels == nil {
+		lo.Labels = mo.LeaderElectionLabels
 	}
 	lo.RetryPeriod, lo.RenewDeadline, lo.LeaseDuration = t.RetryPeriod, t.RenewDeadline, lease
 	o.work = &leaderWork{}
@@ -272,14 +280,24 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 // CreatedLock returns the lock created by the last successful Apply in life mode, or nil.
 func (o *Options) CreatedLock() *lifelock.Lock { return o.lock }
 
-// Term returns the term this process leads in (the fencing epoch to stamp on what it writes; see
-// lifelock.Term), and false while it does not lead in life mode. Code that runs under the lock (a
-// controller's Reconcile) calls it; with NewManager, that is manageropts.Default.Term().
+// Term returns the term this process won (see lifelock.Lock.Term), and whether it still leads in it; false
+// in lease mode. To decide whether to write, a controller's Reconcile calls Fence instead; with NewManager,
+// that is manageropts.Default.Fence().
 func (o *Options) Term() (lifelock.Term, bool) {
 	if o.lock == nil {
 		return lifelock.Term{}, false
 	}
 	return o.lock.Term()
+}
+
+// Fence returns the term to stamp on a write in life mode (lifelock.Lock.Fence), or an error when this
+// process must not write: it does not lead, or it has lost the lock and is being superseded. In lease mode,
+// or without election, there is no term: it returns the zero Term and nil, and writes are not fenced.
+func (o *Options) Fence() (lifelock.Term, error) {
+	if o.lock == nil {
+		return lifelock.Term{}, nil
+	}
+	return o.lock.Fence()
 }
 
 // HealthCheck returns the lock's health check for manager.AddHealthzCheck (NewManager adds it for you), or

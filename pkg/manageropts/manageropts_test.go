@@ -56,6 +56,8 @@ func TestApplyWithoutLock(t *testing.T) {
 		{name: "default mode without leader election is unchanged", o: Options{}, mo: manager.Options{LeaderElectionID: "x"}},
 		{name: "lease mode without leader election is unchanged", o: Options{Mode: ModeLease}, mo: manager.Options{LeaderElectionID: "x"}},
 		{name: "explicit life mode without leader election", o: Options{Mode: ModeLife}, mo: manager.Options{LeaderElectionID: "x"}, wantErr: "add --leader-elect, or drop --leader-elect-mode"},
+		{name: "a lock kind without leader election", o: Options{Lock: lifelock.Options{Kind: lifelock.KindConfigMap}}, mo: manager.Options{LeaderElectionID: "x"}, wantErr: "add --leader-elect, or drop --leader-elect-lock-kind"},
+		{name: "the out-of-service policy without leader election", o: Options{Lock: lifelock.Options{TakeOverFromOutOfServiceNodes: true}}, mo: manager.Options{LeaderElectionID: "x"}, wantErr: "add --leader-elect, or drop --leader-elect-take-over-from-out-of-service-nodes"},
 		{name: "life mode needs an ID", o: Options{}, mo: manager.Options{LeaderElection: true}, wantErr: "LeaderElectionID is empty"},
 		{name: "invalid mode", o: Options{Mode: "forever"}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x"}, wantErr: "use life or lease"},
 	} {
@@ -112,5 +114,27 @@ func TestLockKindNeedsLifeMode(t *testing.T) {
 	_, err := o.Apply(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{LeaderElection: true, LeaderElectionID: "x"})
 	if err == nil || !strings.Contains(err.Error(), "--leader-elect-lock-kind=configmap applies to life mode only") {
 		t.Fatalf("Apply err = %v", err)
+	}
+}
+
+// BindFlags and AddFlags keep what code set before them as the flags' defaults.
+func TestFlagsKeepValuesSetInCode(t *testing.T) {
+	o := Options{Lock: lifelock.Options{TakeOverFromOutOfServiceNodes: true, Kind: lifelock.KindConfigMap}}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Lock.TakeOverFromOutOfServiceNodes || o.Lock.Kind != lifelock.KindConfigMap {
+		t.Fatalf("BindFlags reset values set in code: %+v", o.Lock)
+	}
+	p := Options{Lock: lifelock.Options{TakeOverFromOutOfServiceNodes: true}}
+	pfs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	p.AddFlags(pfs)
+	if err := pfs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Lock.TakeOverFromOutOfServiceNodes {
+		t.Fatal("AddFlags reset TakeOverFromOutOfServiceNodes set in code")
 	}
 }

@@ -47,6 +47,25 @@ var _ = Describe("ConfigMap lock", func() {
 		return a, b, podA, podB
 	}
 
+	It("says why nobody leads while the lock is a ConfigMap owned by no Pod, and leads once it is removed", func(ctx SpecContext) {
+		_, err := cp.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: lockName}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		podB := newPod(ctx, ns, "b")
+		b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, History: hist, Lock: configMapKind})
+		Eventually(func(g Gomega) {
+			evs, err := cp.Events(ctx, ns, "ConfigMap", lockName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(evs).To(ContainElement(And(
+				HaveField("Reason", lifelock.ReasonHolderLooksStuck),
+				HaveField("Type", corev1.EventTypeWarning),
+				HaveField("Message", And(ContainSubstring("owned by no Pod"), ContainSubstring("kubectl -n "+ns+" delete configmaps "+lockName))),
+			)))
+		}).WithTimeout(10*time.Second).Should(Succeed(), "a follower waits on an ownerless lock in silence")
+		Consistently(b.Elected()).WithTimeout(2*time.Second).ShouldNot(BeClosed(), "an ownerless lock is never free by itself")
+		Expect(cp.Client.CoreV1().ConfigMaps(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+	})
+
 	It("is an empty ConfigMap owned by the leader's Pod, in operator-lib's format, and no Lease", func(ctx SpecContext) {
 		podA := newPod(ctx, ns, "a")
 		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Lock: configMapKind})
