@@ -109,7 +109,7 @@ var _ = Describe("Term", func() {
 		// RetryPeriod + RenewDeadline. A reconcile in that window asks Fence before writing.
 		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
 		deleted := time.Now()
-		Eventually(func() error { _, err := a.Lock.Fence(); return err }).WithTimeout(2*time.Second).WithPolling(time.Millisecond).
+		Eventually(func() error { _, err := a.Lock.Fence(); return err }).WithTimeout(2 * time.Second).WithPolling(time.Millisecond).
 			Should(MatchError(lifelock.ErrLockLost))
 		refused := time.Since(deleted)
 		Expect(a.Done()).NotTo(BeClosed(), "the refusal must come while the superseded manager still runs")
