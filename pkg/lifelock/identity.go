@@ -7,10 +7,12 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -117,6 +119,13 @@ func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, names
 			"its Pod was deleted and another was created under the same name; this process must exit",
 			ErrPodNotFound, ns, podName, pod.UID, uid, PodUIDEnv)
 	}
+	if fromHostname && len(pod.Status.PodIPs) == 0 && pod.Name == podName && pod.Spec.Hostname == "" && !pod.Spec.HostNetwork {
+		// A kubelet may publish the Pod's IP only after its containers have started: wait for it rather
+		// than fail this first start with an identity error.
+		if pod, err = waitForPodIP(ctx, client, pod); err != nil {
+			return PodRef{}, err
+		}
+	}
 	if fromHostname && !hostnameIsPod(pod, podName) {
 		return PodRef{}, fmt.Errorf("finding own Pod: %w: %s is unset and Pod %s/%s, named like the hostname, is not provably this Pod (it sets spec.hostname or the host network, or none of its IPs is local); %s",
 			ErrPodNameUnknown, PodNameEnv, ns, podName, downwardAPIHint)
@@ -149,4 +158,36 @@ func hostnameIsPod(pod *corev1.Pod, host string) bool {
 		}
 	}
 	return false
+}
+
+// podIPWait bounds how long a process found by its hostname waits for its Pod's IP to be published.
+var podIPWait = 30 * time.Second
+
+// waitForPodIP waits on a watch of pod until its status carries an IP (at most podIPWait, or ctx's end),
+// and returns the Pod as it is then.
+func waitForPodIP(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, podIPWait)
+	defer cancel()
+	w, err := client.CoreV1().Pods(pod.Namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector:   fields.OneTermEqualSelector("metadata.name", pod.Name).String(),
+		ResourceVersion: pod.ResourceVersion,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding own Pod %s/%s: waiting for its IP: %w", pod.Namespace, pod.Name, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil, fmt.Errorf("finding own Pod %s/%s: the watch for its IP ended; %s", pod.Namespace, pod.Name, downwardAPIHint)
+			}
+			if p, ok := ev.Object.(*corev1.Pod); ok && len(p.Status.PodIPs) > 0 {
+				return p, nil
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("finding own Pod: %w: %s is unset and Pod %s/%s, named like the hostname, has published no IP in %s to prove it is this Pod; %s",
+				ErrPodNameUnknown, PodNameEnv, pod.Namespace, pod.Name, podIPWait, downwardAPIHint)
+		}
+	}
 }

@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 // Identity discovery on a fake clientset: only the reading of env, files and one Pod object is tested here;
@@ -30,6 +33,9 @@ func TestResolveOwnPod(t *testing.T) {
 	if err := os.WriteFile(saFile, []byte("ns\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	old := podIPWait
+	podIPWait = 200 * time.Millisecond
+	defer func() { podIPWait = old }()
 	for _, tc := range []struct {
 		name            string
 		env             map[string]string
@@ -57,8 +63,8 @@ func TestResolveOwnPod(t *testing.T) {
 			want: PodRef{Namespace: "ns", Name: host, UID: "uid-" + host}},
 		{name: "a loopback pod IP proves nothing", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{withIP(pod(host), "127.0.0.1")},
 			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
-		{name: "hostname names a pod with no local IP", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{pod(host)},
-			wantErr: ErrPodNameUnknown, wantErrContains: "not provably this Pod"},
+		{name: "hostname names a pod with no IP yet", env: map[string]string{PodNamespaceEnv: "ns"}, pods: []*corev1.Pod{pod(host)},
+			wantErr: ErrPodNameUnknown, wantErrContains: "has published no IP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, k := range []string{PodNameEnv, PodNamespaceEnv, PodUIDEnv} {
@@ -110,4 +116,55 @@ func localIP(t *testing.T) string {
 	}
 	t.Fatal("this machine has no address but loopback; the hostname check needs one, as a Pod has")
 	return ""
+}
+
+// A Pod found by the hostname whose IP is not published yet (a kubelet may write it after the containers
+// started) is waited for, not refused; a Pod that never gets one is refused after the bound.
+func TestResolveOwnPodWaitsForTheIP(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, k := range []string{PodNameEnv, PodUIDEnv} {
+		t.Setenv(k, "")
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(PodNamespaceEnv, "ns")
+	client := fake.NewClientset()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: host, UID: "uid-h"}}
+	if _, err := client.CoreV1().Pods("ns").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	watching := make(chan struct{})
+	client.PrependWatchReactor("pods", func(clienttesting.Action) (bool, watch.Interface, error) {
+		close(watching)
+		return false, nil, nil // and on to the tracker's watch
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := resolveOwnPod(t.Context(), client, "", "", "")
+		done <- err
+	}()
+	// The kubelet publishes the IP once the process waits for it.
+	<-watching
+	withIP := pod.DeepCopy()
+	withIP.Status.PodIPs = []corev1.PodIP{{IP: localIP(t)}}
+	if _, err := client.CoreV1().Pods("ns").UpdateStatus(t.Context(), withIP, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("resolveOwnPod after the IP was published: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("resolveOwnPod did not see the IP")
+	}
+
+	old := podIPWait
+	podIPWait = 200 * time.Millisecond
+	defer func() { podIPWait = old }()
+	noIP := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: host, UID: "uid-h"}})
+	if _, err := resolveOwnPod(t.Context(), noIP, "", "", ""); !errors.Is(err, ErrPodNameUnknown) || !strings.Contains(err.Error(), "has published no IP") {
+		t.Fatalf("a Pod that never gets an IP: %v", err)
+	}
 }
