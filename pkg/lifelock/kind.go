@@ -155,10 +155,10 @@ func (s leaseStore) roleFile() string { return "config/rbac/role.yaml" }
 
 func (s leaseStore) permissions() []permission {
 	return []permission{
-		{"list", "coordination.k8s.io", "leases"},
-		{"watch", "coordination.k8s.io", "leases"},
-		{"create", "coordination.k8s.io", "leases"},
-		{"update", "coordination.k8s.io", "leases"},
+		{verb: "list", group: "coordination.k8s.io", resource: "leases", named: true},
+		{verb: "watch", group: "coordination.k8s.io", resource: "leases", named: true},
+		{verb: "create", group: "coordination.k8s.io", resource: "leases"}, // a create carries no name to authorize
+		{verb: "update", group: "coordination.k8s.io", resource: "leases", named: true},
 	}
 }
 
@@ -313,10 +313,10 @@ func (s configMapStore) roleFile() string { return "config/rbac/role_configmap.y
 
 func (s configMapStore) permissions() []permission {
 	return []permission{
-		{"list", "", "configmaps"},
-		{"watch", "", "configmaps"},
-		{"create", "", "configmaps"},
-		{"patch", "", "configmaps"},
-		{"delete", "", "configmaps"},
+		{verb: "list", resource: "configmaps", named: true},
+		{verb: "watch", resource: "configmaps", named: true},
+		{verb: "create", resource: "configmaps"},
+		{verb: "patch", resource: "configmaps", named: true},
+		{verb: "delete", resource: "configmaps", named: true},
 	}
 }

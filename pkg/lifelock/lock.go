@@ -114,7 +114,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 			"Options.Namespace) or set it to %q", ns, name, ErrNamespaceMismatch, ns, own.Namespace, own.Namespace)
 	}
 	st := newStore(opts.Kind, client, ns)
-	nodes, err := checkPermissions(ctx, client, ns, st, opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
+	nodes, err := checkPermissions(ctx, client, ns, name, st, opts.TakeOverFromOutOfServiceNodes, *opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s/%s: %w", ns, name, err)
 	}

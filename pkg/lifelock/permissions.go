@@ -13,8 +13,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// permission is one thing the lock does in the API.
-type permission struct{ verb, group, resource string }
+// permission is one thing the lock does in the API. named: the request carries the lock's name (a write
+// of the lock, or a list or watch narrowed to it by a metadata.name field selector), so a Role may grant it
+// with resourceNames: [<lock>].
+type permission struct {
+	verb, group, resource string
+	named                 bool
+}
 
 func (p permission) String() string {
 	if p.group == "" {
@@ -26,17 +31,17 @@ func (p permission) String() string {
 // podPermissions, with the lock kind's own (store.permissions), are exactly what the lock calls: the kind's
 // Role (config/rbac/role.yaml or role_configmap.yaml) grants these and no more, plus events.
 var podPermissions = []permission{
-	{"get", "", "pods"},
-	{"list", "", "pods"},
-	{"watch", "", "pods"},
+	{verb: "get", resource: "pods"},
+	{verb: "list", resource: "pods"},
+	{verb: "watch", resource: "pods"},
 }
 
 // nodePermissions are what the stuck-holder diagnosis and the out-of-service policy read: the holder's Node
 // (cluster-scoped, so a ClusterRole grants them; config/rbac/node_reader_role.yaml).
 var nodePermissions = []permission{
-	{"get", "", "nodes"},
-	{"list", "", "nodes"},
-	{"watch", "", "nodes"},
+	{verb: "get", resource: "nodes"},
+	{verb: "list", resource: "nodes"},
+	{verb: "watch", resource: "nodes"},
 }
 
 // checkPermissions asks the API server (SelfSubjectAccessReview) whether this identity may do everything
@@ -45,8 +50,8 @@ var nodePermissions = []permission{
 // is required only when needNodes (the out-of-service policy), and otherwise turns the stuck-holder
 // diagnosis of Nodes off, saying so once. Where the review itself is not allowed, it logs that and leaves
 // the errors to the calls.
-func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace string, kind store, needNodes bool, log logr.Logger) (nodes bool, err error) {
-	missing, err := reviewPermissions(ctx, client, namespace, append(kind.permissions(), podPermissions...))
+func checkPermissions(ctx context.Context, client kubernetes.Interface, namespace, lockName string, kind store, needNodes bool, log logr.Logger) (nodes bool, err error) {
+	missing, err := reviewPermissions(ctx, client, namespace, lockName, append(kind.permissions(), podPermissions...))
 	if errors.Is(err, errCannotReview) {
 		log.V(1).Info("Cannot review own permissions; a missing one will show as an error from the call that needs it", "err", err)
 		return needNodes, nil
@@ -58,7 +63,7 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see %s)",
 			ErrMissingPermission, strings.Join(missing, ", "), namespace, kind.roleFile())
 	}
-	missingNodes, err := reviewPermissions(ctx, client, "", nodePermissions)
+	missingNodes, err := reviewPermissions(ctx, client, "", "", nodePermissions)
 	if err != nil && !errors.Is(err, errCannotReview) {
 		return false, err
 	}
@@ -76,13 +81,16 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 
 var errCannotReview = errors.New("cannot review own permissions")
 
-// reviewPermissions returns those of perms that this identity lacks in namespace ("" for cluster scope).
-func reviewPermissions(ctx context.Context, client kubernetes.Interface, namespace string, perms []permission) ([]string, error) {
+// reviewPermissions returns those of perms that this identity lacks in namespace ("" for cluster scope);
+// a named permission is reviewed for the object lockName, as its requests are authorized.
+func reviewPermissions(ctx context.Context, client kubernetes.Interface, namespace, lockName string, perms []permission) ([]string, error) {
 	var missing []string
 	for _, p := range perms {
-		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: p.verb, Group: p.group, Resource: p.resource},
-		}}
+		attrs := &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: p.verb, Group: p.group, Resource: p.resource}
+		if p.named {
+			attrs.Name = lockName
+		}
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}
 		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %w", errCannotReview, err)

@@ -54,6 +54,34 @@ var _ = Describe("RBAC", func() {
 		Expect(hist.Check()).To(Succeed())
 	})
 
+	It("works for a least-privilege Role that grants the lock's own verbs on its name only", func(ctx SpecContext) {
+		// Everything but create names the lock: list and watch carry a metadata.name field selector, and
+		// the writes are on the object. A create has no name to authorize.
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "narrow"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{lockName}, Verbs: []string{"list", "watch", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		}}
+		bindUser(ctx, role, "candidate-narrow")
+		cfg, err := cp.AddUser("candidate-narrow")
+		Expect(err).NotTo(HaveOccurred())
+		hist := harness.NewHistory()
+		podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Config: cfg})
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, History: hist, Config: cfg})
+		Expect(a.Stop(10 * time.Second)).To(Succeed()) // release: update, by name
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Expect(hist.Check()).To(Succeed())
+
+		// The same Role does not cover another lock name: refused at start-up, naming what is missing.
+		podC := newPod(ctx, ns, "c")
+		_, err = cp.NewCandidate(harness.CandidateOptions{LockName: "other-lock", Pod: podC, Config: cfg})
+		Expect(err).To(MatchError(lifelock.ErrMissingPermission))
+		Expect(err.Error()).To(ContainSubstring("list leases.coordination.k8s.io"))
+	})
+
 	DescribeTable("names the permission that is missing",
 		func(ctx SpecContext, group, resource, verb, want string) {
 			role := shippedRole()
