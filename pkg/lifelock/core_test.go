@@ -49,24 +49,19 @@ func follower() *core {
 // step is one thing a candidate observes.
 type step func(c *core)
 
-func sawLock(l *coordinationv1.Lease) step     { return func(c *core) { c.observeLock(l, false) } }
-func sawLockGone(l *coordinationv1.Lease) step { return func(c *core) { c.observeLock(l, true) } }
-func sawPod(p PodRef, pod *corev1.Pod) step {
+func sawLock(l *coordinationv1.Lease) step       { return func(c *core) { c.observeLock(l, false) } }
+func sawLockGone(l *coordinationv1.Lease) step   { return func(c *core) { c.observeLock(l, true) } }
+func sawPod(p PodRef, pod *corev1.Pod) step      { return sawPodEvent(p, pod, false) }
+func sawPodGone(p PodRef, last *corev1.Pod) step { return sawPodEvent(p, last, true) }
+
+// sawPodEvent is one event of a synced watch of p's Pod (its last state when deleted).
+func sawPodEvent(p PodRef, pod *corev1.Pod, deleted bool) step {
 	return func(c *core) {
 		if c.pod.name != p.Name {
 			c.watchPod(p.Name)
 		}
 		c.pod.synced = true
-		c.observePod(p.Name, pod, false)
-	}
-}
-func sawPodGone(p PodRef, last *corev1.Pod) step {
-	return func(c *core) {
-		if c.pod.name != p.Name {
-			c.watchPod(p.Name)
-		}
-		c.pod.synced = true
-		c.observePod(p.Name, last, true)
+		c.observePod(p.Name, pod, deleted)
 	}
 }
 
