@@ -202,7 +202,7 @@ func (l *Lock) Kind() Kind { return l.opts.Kind }
 func (l *Lock) Term() (Term, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.core.term, l.core.phase == leading
+	return l.core.term, l.core.phase == leading && l.core.lossOf(l.core.termUID) == ""
 }
 
 // Fence returns the term to stamp on a write, or an error when this process must not write: ErrNotLeading
