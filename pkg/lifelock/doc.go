@@ -101,10 +101,11 @@
 // Term identifies one leader's tenure: the lock's term number (spec.leaseTransitions, or a ConfigMap
 // annotation, incremented by every takeover), the lock object's UID, and the resourceVersion its
 // acquisition wrote. Revisions of one cluster are ordered, so Term.Before orders terms even across a lock
-// deleted and created again; the number alone does not. A process leads in at most one term: Lock.Term
-// returns it while the process leads, Become stores it with WithTerm. A leader stamps Term.String on what
-// it writes and stops when it finds a later stamp. Fencing protects only the writes that are checked
-// against a stamp.
+// deleted and created again; the number alone does not. A process leads in at most one term: Lock.Fence
+// returns it before a write, or an error once this process no longer leads (a superseded leader is still
+// reconciling until its manager exits, and must write nothing); Lock.Term keeps it readable after a loss;
+// Become stores it with WithTerm. A leader stamps Term.String on what it writes and stops when it finds a
+// later stamp. Fencing protects only the writes that are checked against a stamp.
 //
 // # A holder that looks stuck
 //
