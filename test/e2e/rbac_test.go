@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
@@ -40,18 +41,26 @@ var _ = Describe("RBAC", func() {
 		Expect(err).NotTo(HaveOccurred())
 	}
 
-	It("works for a user bound only to config/rbac's Role", func(ctx SpecContext) {
-		bindUser(ctx, shippedRole(), "candidate-ok")
-		cfg, err := cp.AddUser("candidate-ok")
+	// leadsAndHandsOver binds role to a new user and runs two candidates as that user: one leads, releases
+	// on shutdown (an update of the lock, by name), and the other takes over, with no overlap. It returns
+	// the user's connection.
+	leadsAndHandsOver := func(ctx SpecContext, role *rbacv1.Role, user string) *rest.Config {
+		bindUser(ctx, role, user)
+		cfg, err := cp.AddUser(user)
 		Expect(err).NotTo(HaveOccurred())
 		hist := harness.NewHistory()
 		podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
 		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Config: cfg})
 		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
 		b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, History: hist, Config: cfg})
-		Expect(a.Stop(10 * time.Second)).To(Succeed()) // release: update
+		Expect(a.Stop(10 * time.Second)).To(Succeed())
 		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
 		Expect(hist.Check()).To(Succeed())
+		return cfg
+	}
+
+	It("works for a user bound only to config/rbac's Role", func(ctx SpecContext) {
+		leadsAndHandsOver(ctx, shippedRole(), "candidate-ok")
 	})
 
 	It("works for a least-privilege Role that grants the lock's own verbs on its name only", func(ctx SpecContext) {
@@ -63,21 +72,11 @@ var _ = Describe("RBAC", func() {
 			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		}}
-		bindUser(ctx, role, "candidate-narrow")
-		cfg, err := cp.AddUser("candidate-narrow")
-		Expect(err).NotTo(HaveOccurred())
-		hist := harness.NewHistory()
-		podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
-		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Config: cfg})
-		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
-		b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, History: hist, Config: cfg})
-		Expect(a.Stop(10 * time.Second)).To(Succeed()) // release: update, by name
-		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
-		Expect(hist.Check()).To(Succeed())
+		cfg := leadsAndHandsOver(ctx, role, "candidate-narrow")
 
 		// The same Role does not cover another lock name: refused at start-up, naming what is missing.
 		podC := newPod(ctx, ns, "c")
-		_, err = cp.NewCandidate(harness.CandidateOptions{LockName: "other-lock", Pod: podC, Config: cfg})
+		_, err := cp.NewCandidate(harness.CandidateOptions{LockName: "other-lock", Pod: podC, Config: cfg})
 		Expect(err).To(MatchError(lifelock.ErrMissingPermission))
 		Expect(err.Error()).To(ContainSubstring("list leases.coordination.k8s.io"))
 	})
