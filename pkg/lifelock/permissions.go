@@ -60,8 +60,9 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 		return false, err
 	}
 	if len(missing) > 0 {
-		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it (see %s)",
-			ErrMissingPermission, strings.Join(missing, ", "), namespace, kind.roleFile())
+		return false, fmt.Errorf("%w: this identity may not %s in namespace %q; grant them in the Role bound to it, "+
+			"with the lock's name %q in the resourceNames of a rule that lists any (see %s)",
+			ErrMissingPermission, strings.Join(missing, ", "), namespace, lockName, kind.roleFile())
 	}
 	missingNodes, err := reviewPermissions(ctx, client, "", "", nodePermissions)
 	if err != nil && !errors.Is(err, errCannotReview) {
@@ -99,7 +100,11 @@ func reviewPermissions(ctx context.Context, client kubernetes.Interface, namespa
 			return nil, fmt.Errorf("checking permission to %s: %w", p, err)
 		}
 		if !res.Status.Allowed {
-			missing = append(missing, p.String())
+			if p.named {
+				missing = append(missing, fmt.Sprintf("%s %q", p, lockName))
+			} else {
+				missing = append(missing, p.String())
+			}
 		}
 	}
 	return missing, nil
