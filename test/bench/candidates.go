@@ -93,16 +93,16 @@ func (g *group) add(ctx context.Context, n int) error {
 	for range n {
 		g.started++
 		name := fmt.Sprintf("%s-%d", g.lock, g.started)
-		pod, err := g.b.cp.CreatePod(ctx, g.ns, name, g.b.nodes[g.started%len(g.b.nodes)])
+		pod, err := g.b.cp.CreatePendingPod(ctx, g.ns, name, g.b.nodes[g.started%len(g.b.nodes)])
 		if err != nil {
 			return err
 		}
 		env := append(os.Environ(), "KUBECONFIG="+g.b.cp.Kubeconfig, witness.DirEnv+"="+g.witnessDir)
-		proc, err := harness.StartPodProcess(pod, env, g.b.candidateBin, "-impl="+string(g.impl), "-lock="+g.lock)
+		proc, err := g.b.cp.StartContainer(ctx, pod, env, g.b.candidateBin, "-impl="+string(g.impl), "-lock="+g.lock)
 		if err != nil {
 			return err
 		}
-		c := &candidate{pod: pod, proc: proc}
+		c := &candidate{pod: proc.Pod, proc: proc}
 		g.cands[name] = c
 		started = append(started, c)
 	}

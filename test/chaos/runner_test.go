@@ -131,7 +131,7 @@ func (r *runner) startCandidate(ctx context.Context, name string) *candidate {
 	node := "node-" + name
 	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
 	Expect(cp.SetNodeReady(ctx, node, true)).To(Succeed())
-	pod, err := cp.CreatePod(ctx, r.ns, name, node)
+	pod, err := cp.CreatePendingPod(ctx, r.ns, name, node)
 	Expect(err).NotTo(HaveOccurred())
 	c := &candidate{name: name, pod: pod}
 	c.proxy, err = faults.Proxy(name+"-"+string(pod.UID), apiserverAddress())
@@ -139,15 +139,22 @@ func (r *runner) startCandidate(ctx context.Context, name string) *candidate {
 	kubeconfig := filepath.Join(r.confDir, name+"-"+string(pod.UID)+".kubeconfig")
 	Expect(KubeconfigThrough(cp.Kubeconfig, c.proxy.Addr(), kubeconfig)).To(Succeed())
 	c.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, witness.DirEnv+"="+r.dir)
-	r.run(c)
+	// The first start in the kubelet's order: the process runs before the Pod's IP is published.
+	c.proc, err = cp.StartContainer(ctx, pod, c.env, manager, managerArgs...)
+	Expect(err).NotTo(HaveOccurred())
+	c.pod = c.proc.Pod
 	r.cands, r.all = append(r.cands, c), append(r.all, c)
 	return c
 }
 
-// run starts the candidate's process (again, for a container restart).
-func (r *runner) run(c *candidate) {
+// managerArgs are examples/manager's arguments in every candidate.
+var managerArgs = []string{"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0"}
+
+// restart starts the candidate's process again in its Pod, as a kubelet restarts a container: the Pod
+// keeps its IP.
+func (r *runner) restart(c *candidate) {
 	var err error
-	c.proc, err = harness.StartPodProcess(c.pod, c.env, manager, "--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
+	c.proc, err = harness.StartPodProcess(c.pod, c.env, manager, managerArgs...)
 	Expect(err).NotTo(HaveOccurred())
 }
 
@@ -235,7 +242,7 @@ func (r *runner) round(ctx context.Context, i int) {
 		r.startCandidate(ctx, old.name)
 	case containerRestart:
 		old.proc.Kill()
-		r.run(old)
+		r.restart(old)
 	case nodeNotReady:
 		Expect(cp.SetNodeReady(ctx, old.pod.Spec.NodeName, false)).To(Succeed())
 		r.expectSteady(ctx, old, holdFault)

@@ -70,6 +70,14 @@ func newPod(ctx context.Context, ns, name string) *corev1.Pod {
 	return pod
 }
 
+// newPendingPod creates a Pod on the suite's Node as a kubelet first shows it (no IP yet), for a process
+// that cp.StartContainer runs as its container.
+func newPendingPod(ctx context.Context, ns, name string) *corev1.Pod {
+	pod, err := cp.CreatePendingPod(ctx, ns, name, node)
+	Expect(err).NotTo(HaveOccurred())
+	return pod
+}
+
 // startCandidate starts an in-process manager for pod and stops it when the spec ends.
 func startCandidate(ctx context.Context, o harness.CandidateOptions) *harness.Candidate {
 	c, err := cp.StartCandidate(ctx, o)

@@ -68,10 +68,12 @@ type exampleManager struct {
 	probes  string // base URL of the probe endpoint (/healthz, /readyz)
 }
 
-// startExampleManager runs bin with --leader-elect and args as the container of pod, connected as the
-// administrator and recording when it acts in witnessDir, and kills it when the spec ends.
-func startExampleManager(bin string, pod *corev1.Pod, witnessDir string, args ...string) *exampleManager {
-	ip := pod.Status.PodIP
+// startExampleManager runs bin with --leader-elect and args as the container of pod (a pending Pod, which
+// the harness's kubelet publishes Running once the process started), connected as the administrator and
+// recording when it acts in witnessDir, and kills it when the spec ends.
+func startExampleManager(ctx context.Context, bin string, pod *corev1.Pod, witnessDir string, args ...string) *exampleManager {
+	ip, err := harness.LocalIP()
+	Expect(err).NotTo(HaveOccurred())
 	metricsPort, probePort := freePort(ip), freePort(ip)
 	for probePort == metricsPort {
 		probePort = freePort(ip)
@@ -79,7 +81,7 @@ func startExampleManager(bin string, pod *corev1.Pod, witnessDir string, args ..
 	metricsAddr, probeAddr := net.JoinHostPort(ip, strconv.Itoa(metricsPort)), net.JoinHostPort(ip, strconv.Itoa(probePort))
 	env := append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig, witness.DirEnv+"="+witnessDir)
 	args = append([]string{"--leader-elect", "--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=" + probeAddr}, args...)
-	p, err := harness.StartPodProcess(pod, env, bin, args...)
+	p, err := cp.StartContainer(ctx, pod, env, bin, args...)
 	Expect(err).NotTo(HaveOccurred())
 	m := &exampleManager{Process: p, name: pod.Name, metrics: "http://" + metricsAddr + "/metrics", probes: "http://" + probeAddr}
 	DeferCleanup(func() {
@@ -198,12 +200,12 @@ func exampleLeaseOwner(ctx context.Context, ns string) func() (types.UID, error)
 // exampleLeaderAndFollower starts examples/manager in Pod "a" on nodeA and, once a acts, in Pod "b" on the
 // suite's Node with argsB, and waits until b is a settled follower.
 func exampleLeaderAndFollower(ctx context.Context, bin, ns, nodeA, dir string, wr *harness.WitnessReader, argsB ...string) (a, b *exampleManager, podA, podB *corev1.Pod) {
-	podA, err := cp.CreatePod(ctx, ns, "a", nodeA)
+	podA, err := cp.CreatePendingPod(ctx, ns, "a", nodeA)
 	Expect(err).NotTo(HaveOccurred())
-	a = startExampleManager(bin, podA, dir)
+	a = startExampleManager(ctx, bin, podA, dir)
 	Eventually(ctx, actingIn(wr)).WithTimeout(60*time.Second).WithPolling(50*time.Millisecond).Should(ConsistOf("a"), "a leads")
-	podB = newPod(ctx, ns, "b")
-	b = startExampleManager(bin, podB, dir, argsB...)
+	podB = newPendingPod(ctx, ns, "b")
+	b = startExampleManager(ctx, bin, podB, dir, argsB...)
 	// The elector sets the gauge to 0 when it is created, and the lock its own gauge when its watches start.
 	Eventually(ctx, b.sample(ctx, masterStatusMetric, exampleLockLabels)).WithTimeout(60*time.Second).Should(BeZero(), "b runs as a follower")
 	Eventually(ctx, b.sample(ctx, stuckHolderMetric, exampleLockLabels)).WithTimeout(30 * time.Second).Should(BeZero())

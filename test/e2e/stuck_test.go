@@ -175,9 +175,9 @@ var _ = Describe("Stuck holder", Ordered, ContinueOnFailure, func() {
 			expectLockStays(ctx, b, podA, false)
 
 			By("starting a follower with --" + manageropts.OutOfServiceFlagName)
-			podC := newPod(ctx, ns, "c")
+			podC := newPendingPod(ctx, ns, "c")
 			started := time.Now()
-			c := startExampleManager(bin, podC, dir, "--"+manageropts.OutOfServiceFlagName)
+			c := startExampleManager(ctx, bin, podC, dir, "--"+manageropts.OutOfServiceFlagName)
 			Eventually(ctx, actingIn(wr)).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(ConsistOf("c"))
 			measure("out-of-service taint, opt-in policy: c started and leads", time.Since(started))
 			Eventually(ctx, c.sample(ctx, masterStatusMetric, exampleLockLabels)).WithTimeout(10 * time.Second).Should(BeEquivalentTo(1))

@@ -158,6 +158,36 @@ var _ = Describe("Term", func() {
 		Entry("a ConfigMap lock", lifelock.KindConfigMap),
 	)
 
+	It("runs examples/manager without POD_NAME in a Pod whose IP the kubelet publishes after it started: it waits for the IP, then leads", func(ctx SpecContext) {
+		bin := buildExampleManager(ctx)
+		pod := newPendingPod(ctx, ns, "a")
+		// The sandbox passes no POD_NAME: the program finds its Pod by its hostname, and proves the Pod is
+		// its own by a local IP among the Pod's, which is not published yet.
+		proc, err := harness.StartPodProcess(pod, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
+			"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			_ = proc.Stop(10 * time.Second)
+			if CurrentSpecReport().Failed() {
+				AddReportEntry("examples/manager output", proc.Output())
+			}
+		})
+		Consistently(proc.Done()).WithTimeout(3*time.Second).ShouldNot(BeClosed(), "the process waits for its Pod's IP")
+		_, err = cp.Client.CoordinationV1().Leases(ns).Get(ctx, "lifelock-example", metav1.GetOptions{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no lock before the Pod is proven its own: %v", err)
+
+		_, err = cp.PublishPodRunning(ctx, pod)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(ctx, func() ([]metav1.OwnerReference, error) {
+			l, err := cp.Client.CoordinationV1().Leases(ns).Get(ctx, "lifelock-example", metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return l.OwnerReferences, nil
+		}).WithTimeout(30*time.Second).Should(ConsistOf(HaveField("UID", pod.UID)), "the lock is owned by the process's own Pod")
+		Expect(proc.Done()).NotTo(BeClosed())
+	})
+
 	It("fences examples/manager: it stamps its term, overwrites an earlier term's stamp and never a later one's", func(ctx SpecContext) {
 		const (
 			exampleLock = "lifelock-example" // examples/manager's LeaderElectionID
@@ -166,8 +196,8 @@ var _ = Describe("Term", func() {
 			termStamp   = "lifelock.example/term"
 		)
 		bin := buildExampleManager(ctx)
-		podA := newPod(ctx, ns, "a")
-		proc, err := harness.StartPodProcess(podA, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
+		podA := newPendingPod(ctx, ns, "a")
+		proc, err := cp.StartContainer(ctx, podA, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
 			"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() {

@@ -101,8 +101,21 @@ func (cp *ControlPlane) updateNode(ctx context.Context, name string, change func
 }
 
 // CreatePod creates a candidate Pod bound to node, Running, with its container running and this machine's
-// LocalIP as its IP. An empty name gets a random one.
+// LocalIP as its IP: a Pod as a kubelet shows it once it has started. An empty name gets a random one. For a
+// process that plays the container, use CreatePendingPod and StartContainer, which write the same status
+// in the order a kubelet does.
 func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
+	pod, err := cp.CreatePendingPod(ctx, ns, name, node)
+	if err != nil {
+		return nil, err
+	}
+	ip, _ := LocalIP() // only processes in the Pod's sandbox need it; StartPodProcess says so if it is missing
+	return cp.publishRunning(ctx, pod, ip)
+}
+
+// CreatePendingPod creates a candidate Pod bound to node as a kubelet first shows it: Pending, its
+// container waiting in ContainerCreating, and no IP yet. An empty name gets a random one.
+func (cp *ControlPlane) CreatePendingPod(ctx context.Context, ns, name, node string) (*corev1.Pod, error) {
 	if name == "" {
 		name = "candidate-" + rand.String(5)
 	}
@@ -118,19 +131,76 @@ func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name, node string) (*
 		return nil, fmt.Errorf("creating pod %s/%s: %w", ns, name, err)
 	}
 	now := metav1.Now()
-	ip, _ := LocalIP() // only processes in the Pod's sandbox need it; StartPodProcess says so if it is missing
 	pod.Status = corev1.PodStatus{
-		PodIP:      ip,
-		PodIPs:     podIPs(ip),
-		Phase:      corev1.PodRunning,
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		Phase:      corev1.PodPending,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}},
 		StartTime:  &now,
 		ContainerStatuses: []corev1.ContainerStatus{{
-			Name: ContainerName, Image: "lifelock-example:test", Ready: true, Started: ptr.To(true),
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			Name: ContainerName, Image: "lifelock-example:test", Started: ptr.To(false),
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
 		}},
 	}
 	return cp.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+}
+
+// StartContainer runs program with args as the container of pod (made by CreatePendingPod), in the order
+// a kubelet follows on a Pod's first start: the process starts, and only then is the Pod written Running
+// with its IP and the container running and ready. A real kubelet creates the sandbox (and its IP), starts
+// the containers, and publishes the IP in the status sync that follows, so a program must not expect its
+// Pod's IP before it runs. See StartPodProcess for the sandbox.
+func (cp *ControlPlane) StartContainer(ctx context.Context, pod *corev1.Pod, env []string, program string, args ...string) (*Process, error) {
+	ip, err := LocalIP()
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s needs an IP of this machine: %w", pod.Namespace, pod.Name, err)
+	}
+	proc, err := StartPodProcess(pod, env, program, args...)
+	if err != nil {
+		return nil, err
+	}
+	running, err := cp.publishRunning(ctx, pod, ip)
+	if err != nil {
+		proc.Kill()
+		<-proc.Done()
+		return nil, fmt.Errorf("publishing pod %s/%s running: %w", pod.Namespace, pod.Name, err)
+	}
+	proc.Pod = running
+	return proc, nil
+}
+
+// PublishPodRunning writes pod Running, with this machine's LocalIP as its IP and its container running:
+// the status sync of a kubelet whose container started (StartContainer does it at once; a test that starts
+// the process with StartPodProcess chooses when).
+func (cp *ControlPlane) PublishPodRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	ip, err := LocalIP()
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s needs an IP of this machine: %w", pod.Namespace, pod.Name, err)
+	}
+	return cp.publishRunning(ctx, pod, ip)
+}
+
+// publishRunning writes pod Running and ready, with ip as its IP and its container running.
+func (cp *ControlPlane) publishRunning(ctx context.Context, pod *corev1.Pod, ip string) (*corev1.Pod, error) {
+	var out *corev1.Pod
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.UID != pod.UID {
+			return fmt.Errorf("pod %s/%s was replaced (uid %s, want %s)", pod.Namespace, pod.Name, p.UID, pod.UID)
+		}
+		now := metav1.Now()
+		p.Status.PodIP, p.Status.PodIPs = ip, podIPs(ip)
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: ContainerName, Image: "lifelock-example:test", Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}}
+		out, err = cp.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
+	return out, err
 }
 
 // updatePodStatus applies change to the Pod's current status.

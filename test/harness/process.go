@@ -29,11 +29,13 @@ type Process struct {
 
 // StartPodProcess starts program with args as the container of pod, the way kubelet would run it (see
 // sandbox_linux.go): its hostname is the Pod's name and the service-account namespace file holds the Pod's
-// namespace, while env is passed on without POD_NAME and POD_NAMESPACE. The Pod must have a local,
-// non-loopback IP (CreatePod writes one), so the program can prove the Pod is its own.
+// namespace, while env is passed on without POD_NAME and POD_NAMESPACE. The Pod's IPs must be unpublished
+// yet (CreatePendingPod; StartContainer publishes them once the process runs) or include a local,
+// non-loopback one (CreatePod writes one, and a restarted container keeps it), so the program can prove the
+// Pod is its own.
 func StartPodProcess(pod *corev1.Pod, env []string, program string, args ...string) (*Process, error) {
-	if !podIPIsLocal(pod) {
-		return nil, fmt.Errorf("pod %s/%s has no local non-loopback IP (status.podIPs %v); create it with CreatePod", pod.Namespace, pod.Name, pod.Status.PodIPs)
+	if len(pod.Status.PodIPs) > 0 && !podIPIsLocal(pod) {
+		return nil, fmt.Errorf("pod %s/%s has no local non-loopback IP (status.podIPs %v); create it with CreatePod or CreatePendingPod", pod.Namespace, pod.Name, pod.Status.PodIPs)
 	}
 	cmd, err := sandboxCommand(pod.Namespace, pod.Name, env, program, args...)
 	if err != nil {

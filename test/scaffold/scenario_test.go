@@ -120,15 +120,17 @@ func (s *scenario) env() []string {
 	return append(os.Environ(), "KUBECONFIG="+s.kubeconfig, witness.DirEnv+"="+s.witness)
 }
 
-// startPod creates the Pod name and runs manager in it with the scaffold's manager.yaml arguments
+// startPod creates the Pod name and runs manager in it, in the kubelet's order (the IP is published after
+// the process started), with the scaffold's manager.yaml arguments
 // (--leader-elect, and a health probe address, here one free port per replica) followed by extra.
 func (s *scenario) startPod(ctx context.Context, name, manager string, extra ...string) *replica {
-	pod, err := cp.CreatePod(ctx, s.ns, name, node)
+	pod, err := cp.CreatePendingPod(ctx, s.ns, name, node)
 	Expect(err).NotTo(HaveOccurred())
-	r := &replica{name: name, pod: pod, probe: freeAddress()}
+	r := &replica{name: name, probe: freeAddress()}
 	args := append([]string{"--leader-elect", "--health-probe-bind-address=" + r.probe}, extra...)
-	r.proc, err = harness.StartPodProcess(pod, s.env(), manager, args...)
+	r.proc, err = cp.StartContainer(ctx, pod, s.env(), manager, args...)
 	Expect(err).NotTo(HaveOccurred())
+	r.pod = r.proc.Pod
 	s.replicas = append(s.replicas, r)
 	return r
 }

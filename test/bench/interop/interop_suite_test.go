@@ -120,16 +120,16 @@ func newScenario(ctx context.Context) *scenario {
 func (s *scenario) start(ctx context.Context, name string, i impl) *replica {
 	node := s.ns + "-" + name
 	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
-	pod, err := cp.CreatePod(ctx, s.ns, name, node)
+	pod, err := cp.CreatePendingPod(ctx, s.ns, name, node)
 	Expect(err).NotTo(HaveOccurred())
 	args := []string{"-impl=" + string(i), "-lock=" + lockName}
 	if i == life {
 		args = append(args, "-kind=configmap")
 	}
 	env := append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig, witness.DirEnv+"="+s.dir)
-	proc, err := harness.StartPodProcess(pod, env, candidateBin, args...)
+	proc, err := cp.StartContainer(ctx, pod, env, candidateBin, args...)
 	Expect(err).NotTo(HaveOccurred())
-	r := &replica{name: name, impl: i, pod: pod, proc: proc}
+	r := &replica{name: name, impl: i, pod: proc.Pod, proc: proc}
 	s.replicas = append(s.replicas, r)
 	return r
 }
