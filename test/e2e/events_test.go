@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/test/harness"
@@ -99,4 +104,82 @@ var _ = Describe("Events", func() {
 		Expect(cp.Events(ctx, ns, "Pod", "a")).To(ContainElement(about(podA.UID, released)))
 		Expect(cp.EventReasons(ctx, ns, "Pod", "a")).To(Equal([]string{lifelock.ReasonBecameLeader, lifelock.ReasonReleased}))
 	})
+
+	It("closes a lost lock without waiting for its Event writes, which may hang on the API server", func(ctx SpecContext) {
+		newPod(ctx, ns, "a")
+		gate := &eventGate{release: make(chan struct{})}
+		DeferCleanup(gate.open)
+		cfg := rest.CopyConfig(cp.Config)
+		cfg.Wrap(gate.wrap)
+		lock, err := lifelock.New(ctx, cfg, lockName, lifelock.Options{PodName: "a", PodNamespace: ns})
+		Expect(err).NotTo(HaveOccurred())
+		t := lifelock.TimingsFor(0, 0)
+		elected, stopped := make(chan struct{}), make(chan struct{})
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: lock, Name: lockName, RetryPeriod: t.RetryPeriod, RenewDeadline: t.RenewDeadline, LeaseDuration: t.LeaseDuration,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(context.Context) { close(elected) },
+				OnStoppedLeading: func() { close(stopped) },
+			},
+		})
+		Expect(err).NotTo(HaveOccurred())
+		runCtx, cancel := context.WithCancel(ctx)
+		DeferCleanup(cancel)
+		go le.Run(runCtx)
+		Eventually(elected).WithTimeout(30 * time.Second).Should(BeClosed())
+		Eventually(func() ([]string, error) { return cp.EventReasons(ctx, ns, "Pod", "a") }).WithTimeout(30 * time.Second).
+			Should(ContainElement(lifelock.ReasonBecameLeader))
+
+		By("hanging every Event write, then deleting the lock: the leader loses it")
+		gate.block()
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(stopped).WithTimeout(30 * time.Second).Should(BeClosed())
+		Eventually(gate.waiting).WithTimeout(10*time.Second).Should(BeNumerically(">", 0), "a LostLock Event write is in flight")
+
+		closed := make(chan struct{})
+		go func() { lock.Close(); close(closed) }()
+		Eventually(closed).WithTimeout(2*time.Second).Should(BeClosed(), "Close of a lost lock waited on Event writes")
+		Expect(gate.waiting()).To(BeNumerically(">", 0), "the Event writes were still hanging when Close returned")
+	})
 })
+
+// eventGate holds every Event write of the connections it wraps while it is blocked, until it opens or the
+// request's context ends: an API server that does not answer them.
+type eventGate struct {
+	mu      sync.Mutex
+	blocked bool
+	n       int
+	release chan struct{}
+	once    sync.Once
+}
+
+func (g *eventGate) block() { g.mu.Lock(); g.blocked = true; g.mu.Unlock() }
+
+func (g *eventGate) open() { g.once.Do(func() { close(g.release) }) }
+
+// waiting is how many Event writes are held now.
+func (g *eventGate) waiting() int { g.mu.Lock(); defer g.mu.Unlock(); return g.n }
+
+func (g *eventGate) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		g.mu.Lock()
+		hold := g.blocked && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/events")
+		if hold {
+			g.n++
+		}
+		g.mu.Unlock()
+		if hold {
+			defer func() { g.mu.Lock(); g.n--; g.mu.Unlock() }()
+			select {
+			case <-g.release:
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			}
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
