@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,8 +43,9 @@ func WithTimings(retryPeriod, renewDeadline time.Duration) BecomeOption {
 func WithTerm(t *Term) BecomeOption { return func(c *becomeConfig) { c.term = t } }
 
 // WithOnLost sets what happens when this process, having become leader, loses the lock (it was deleted by
-// hand, or this Pod was evicted). Default: log and exit with status 1, since the work started after Become
-// returned cannot be stopped any other way.
+// hand, or this Pod was evicted). It runs once, as soon as the lock's watches show the loss (Lock.Lost), or
+// when the elector stops leading if that comes first. Default: log and exit with status 1, since the work
+// started after Become returned cannot be stopped any other way.
 func WithOnLost(f func()) BecomeOption { return func(c *becomeConfig) { c.onLost = f } }
 
 // Become blocks until this Pod holds the leader-for-life lock called name, for programs without a
@@ -76,6 +78,10 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 			os.Exit(1)
 		}
 	}
+	// onLost runs once, at the first of: the loss on the lock's watches (Lost), or the elector stopping.
+	var lostOnce sync.Once
+	onLost := c.onLost
+	c.onLost = func() { lostOnce.Do(onLost) }
 	// The elector outlives ctx once this process leads: only giving up before that cancels it.
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	var gaveUp atomic.Bool
@@ -87,16 +93,7 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 		RenewDeadline: t.RenewDeadline,
 		RetryPeriod:   t.RetryPeriod,
 		Name:          name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) { close(elected) },
-			// Decided from the lock, not from OnStartedLeading: the elector starts that in a goroutine, so a
-			// loss right after the acquisition may stop leading before it has run.
-			OnStoppedLeading: func() {
-				if term, _ := lock.Term(); !term.IsZero() && !gaveUp.Load() {
-					c.onLost()
-				}
-			},
-		},
+		Callbacks:     becomeCallbacks(lock, &gaveUp, elected, c.onLost),
 	})
 	if err != nil {
 		cancelRun()
@@ -111,9 +108,16 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 	select {
 	case <-elected:
 		go func() { <-done; cancelRun() }() // the elector runs on, for the rest of the process
-		term, leading := lock.Term()
-		if !leading {
-			return fmt.Errorf("becoming leader of %s: %w right after acquiring it", lock.Describe(), ErrLockLost)
+		go func() {
+			select {
+			case <-lock.Lost(): // before the elector learns of it (up to its renew deadline later)
+				c.onLost()
+			case <-done:
+			}
+		}()
+		term, err := electedTerm(lock)
+		if err != nil {
+			return fmt.Errorf("becoming leader of %s: %w", lock.Describe(), err)
 		}
 		log.Info("Became leader", "lock", lock.Describe(), "identity", lock.Identity())
 		if c.term != nil {
@@ -126,4 +130,29 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 		<-done
 		return fmt.Errorf("becoming leader of %s: %w", lock.Describe(), ctx.Err())
 	}
+}
+
+// becomeCallbacks are Become's elector callbacks: elected is closed once the elector has acquired the lock,
+// and onLost runs when it stops leading after this process held a term, unless Become gave up before
+// leading. Both are decided from the lock, not from the order the callbacks run in: the elector starts
+// OnStartedLeading in a goroutine, so a loss right after the acquisition may run OnStoppedLeading first.
+func becomeCallbacks(lock *Lock, gaveUp *atomic.Bool, elected chan<- struct{}, onLost func()) leaderelection.LeaderCallbacks {
+	return leaderelection.LeaderCallbacks{
+		OnStartedLeading: func(context.Context) { close(elected) },
+		OnStoppedLeading: func() {
+			if term, _ := lock.Term(); !term.IsZero() && !gaveUp.Load() {
+				onLost()
+			}
+		},
+	}
+}
+
+// electedTerm is the term Become returns once the elector has acquired the lock, or ErrLockLost when the
+// lock was lost again before Become could return.
+func electedTerm(lock *Lock) (Term, error) {
+	term, leading := lock.Term()
+	if !leading {
+		return Term{}, fmt.Errorf("%w right after acquiring it (term %s)", ErrLockLost, term)
+	}
+	return term, nil
 }

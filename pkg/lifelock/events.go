@@ -43,13 +43,14 @@ func (l *Lock) reportLeadLocked(written *coordinationv1.Lease, j *judgement, gra
 	l.eventLocked(written, corev1.EventTypeNormal, ReasonBecameLeader, "%s became leader (%s); term %s", l.own.Name, j.reason, term)
 }
 
-// reportLostLocked reports, once, that this process lost the lock it led with and stops leading. Lock.mu
-// must be held; the core's phase has already moved to lost.
+// reportLostLocked reports, once, that this process lost the lock it led with and stops leading, and closes
+// Lost's channel. Lock.mu must be held; the core's phase has moved to lost, or the watches show the loss.
 func (l *Lock) reportLostLocked(reason string) {
 	if l.lostReported || l.core.term.IsZero() {
 		return // reported already, or this process never led
 	}
-	l.lostReported = true
+	l.lostReported, l.lostAt = true, time.Now()
+	l.lostOnce.Do(func() { close(l.lostCh) })
 	l.log.Info("Lost lock, stopping", "reason", reason, "term", l.core.term.String())
 	l.eventLocked(l.core.lock, corev1.EventTypeWarning, ReasonLostLock, "%s lost the lock (%s) and stops leading; term %s", l.own.Name, reason, l.core.term)
 }

@@ -57,6 +57,9 @@ type Lock struct {
 	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
 	// lostReported: the loss of this process's term has been reported.
 	lostReported bool
+	lostCh       chan struct{} // closed once the term is lost (reportLostLocked)
+	lostAt       time.Time     // when the loss was reported
+	lostOnce     sync.Once
 	socketErr    error // the per-Pod socket cannot be taken (not because another process holds it)
 }
 
@@ -134,6 +137,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		identity:   identityFor(own),
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
+		lostCh:     make(chan struct{}),
 		core: newCore(own, coreConfig{
 			desc:          ns + "/" + name,
 			grace:         *opts.AcquisitionGrace,
@@ -167,12 +171,29 @@ func (l *Lock) Close() {
 	l.stop()
 	inProcess.Delete(l.key)
 	l.mu.Lock()
-	lost := l.core.phase == lost
+	lost, lostAt := l.core.phase == lost || l.lostReported, l.lostAt
 	l.mu.Unlock()
 	if !lost {
 		l.writing.Wait()
+		return
+	}
+	// A lost leader is exiting: its Events (LostLock) get until lostEventWait after the loss was reported,
+	// never the API server's whole timeout.
+	written := make(chan struct{})
+	go func() { l.writing.Wait(); close(written) }()
+	wait := time.NewTimer(max(0, time.Until(lostAt.Add(lostEventWait))))
+	defer wait.Stop()
+	select {
+	case <-written:
+	case <-wait.C:
 	}
 }
+
+// lostEventWait bounds how long after its loss was reported a lost lock's Close waits for its Event writes.
+// A loss its watches showed is reported milliseconds before Close, and one a renewal found, the renew
+// deadline before it; either way the wait ends inside the margin the acquisition grace allows for stopping
+// (the renew deadline and DefaultExitMargin).
+const lostEventWait = 300 * time.Millisecond
 
 // Identity returns this candidate's holder identity: its Pod's name and UID.
 func (l *Lock) Identity() string { return l.identity }
@@ -203,6 +224,25 @@ func (l *Lock) Term() (Term, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.core.term, l.core.phase == leading && l.core.lossOf(l.core.termUID) == ""
+}
+
+// Lost returns a channel that is closed as soon as this process, having led, has lost the lock: when its
+// watches show the loss (the lock deleted, taken over or marked for deletion, this Pod deleted, Failed or
+// Succeeded, or on an out-of-service Node under TakeOverFromOutOfServiceNodes), or when a renewal or the
+// release finds it. That is before the elector learns of it, which takes up to its renew deadline. It is
+// never closed by a release, nor for a process that never led. Stop leader-only work when it closes:
+// manageropts cancels the leader-only runnables it counts, and Become calls its WithOnLost function.
+func (l *Lock) Lost() <-chan struct{} { return l.lostCh }
+
+// noteLossLocked reports the loss of the term as soon as the watches show it, before the elector's next
+// renewal finds it (reportLostLocked closes Lost's channel). Lock.mu must be held.
+func (l *Lock) noteLossLocked() {
+	if l.core.phase != leading || l.core.term.IsZero() {
+		return
+	}
+	if reason := l.core.lossOf(l.core.termUID); reason != "" {
+		l.reportLostLocked(reason)
+	}
 }
 
 // Fence returns the term to stamp on a write, or an error when this process must not write: ErrNotLeading

@@ -20,6 +20,7 @@ import (
 func (l *Lock) notifyLocked() {
 	close(l.changed)
 	l.changed = make(chan struct{})
+	l.noteLossLocked()
 }
 
 // startWatches starts the lock watch. It runs until l.stop is called.

@@ -167,7 +167,7 @@ func (o *Options) Wrap(mgr manager.Manager) (manager.Manager, error) {
 		o.lock.Close()
 		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
 	}
-	o.work.track()
+	o.work.track(o.lock.Lost())
 	return &lifeManager{Manager: mgr, lock: o.lock, work: o.work}, nil
 }
 
@@ -316,12 +316,15 @@ type leaderWork struct {
 	mu       sync.Mutex
 	tracking bool // runnables are added through a lifeManager, so the count is complete
 	pending  int  // added and not returned
+	// lost is the lock's Lost channel: closing it cancels every counted runnable at once, rather than when
+	// the elector learns of the loss (up to its renew deadline later).
+	lost <-chan struct{}
 }
 
-func (w *leaderWork) track() {
+func (w *leaderWork) track(lost <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.tracking = true
+	w.tracking, w.lost = true, lost
 }
 
 // stopped reports whether every counted runnable has returned; false when runnables are not counted.
@@ -362,7 +365,9 @@ type warmupRunnable interface {
 	Warmup(context.Context) error
 }
 
-// countedRunnable is a leader-only runnable counted until its Start returns.
+// countedRunnable is a leader-only runnable counted until its Start returns. Its context is cancelled as
+// soon as the lock is lost, and it then returns an error wrapping lifelock.ErrLockLost (when the runnable
+// itself returned none), which stops the manager.
 type countedRunnable struct {
 	inner manager.Runnable
 	work  *leaderWork
@@ -374,7 +379,30 @@ func (c countedRunnable) Start(ctx context.Context) error {
 		c.work.pending--
 		c.work.mu.Unlock()
 	}()
-	return c.inner.Start(ctx)
+	c.work.mu.Lock()
+	lost := c.work.lost
+	c.work.mu.Unlock()
+	if lost == nil {
+		return c.inner.Start(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := c.inner.Start(ctx)
+	select {
+	case <-lost:
+		if err == nil {
+			err = fmt.Errorf("leader election lost: the lock's watches showed the loss, so leader-only work stopped at once: %w", lifelock.ErrLockLost)
+		}
+	default:
+	}
+	return err
 }
 
 func (c countedRunnable) NeedLeaderElection() bool { return true }

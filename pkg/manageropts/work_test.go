@@ -2,9 +2,12 @@ package manageropts
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/lifelock/lifelock/pkg/lifelock"
 )
 
 type runnable struct{}
@@ -38,7 +41,7 @@ func TestLeaderWorkCountsLeaderOnlyRunnables(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &leaderWork{}
-			w.track()
+			w.track(nil)
 			wrapped := w.wrap(tc.r)
 			if got := w.stopped(); got == tc.counted {
 				t.Fatalf("stopped() = %v right after adding; counted = %v", got, tc.counted)
@@ -74,5 +77,23 @@ func TestLeaderWorkCountsLeaderOnlyRunnables(t *testing.T) {
 	}
 	if w := (&leaderWork{}); w.stopped() {
 		t.Fatal("a manager that does not count its runnables says they stopped")
+	}
+}
+
+// A loss the lock's watches show stops the leader-only runnables at once, without waiting for the elector,
+// and the error it returns stops the manager.
+func TestLeaderWorkStopsAtTheLoss(t *testing.T) {
+	lost := make(chan struct{})
+	w := &leaderWork{}
+	w.track(lost)
+	wrapped := w.wrap(runnable{})
+	done := make(chan error)
+	go func() { done <- wrapped.Start(t.Context()) }()
+	close(lost)
+	if err := <-done; !errors.Is(err, lifelock.ErrLockLost) {
+		t.Fatalf("Start after the loss = %v, want ErrLockLost", err)
+	}
+	if !w.stopped() {
+		t.Fatal("not stopped after the runnable returned")
 	}
 }

@@ -83,6 +83,19 @@ var _ = Describe("Become", func() {
 		Eventually(lost).WithTimeout(time.Second).Should(BeClosed())
 	})
 
+	It("calls the lost function as soon as the lock's watch shows the loss, without waiting for the elector", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		newPod(ctx, ns, "a")
+		lost := make(chan struct{})
+		// The elector alone would learn of the loss at its next renewal (up to 2 s) and give up 20 s later.
+		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config),
+			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}),
+			lifelock.WithTimings(2*time.Second, 20*time.Second),
+			lifelock.WithOnLost(func() { close(lost) }))).To(Succeed())
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(lost).WithTimeout(3 * time.Second).Should(BeClosed())
+	})
+
 	It("returns the context's error when it ends before this Pod leads", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		newPod(ctx, ns, "a")

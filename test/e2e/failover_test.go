@@ -62,8 +62,8 @@ var _ = Describe("Failover", func() {
 
 	It("makes a force-deleted leader that still runs stop before the follower acts (acquisition grace)", func(ctx SpecContext) {
 		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{})
-		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
 		deleted := time.Now()
+		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
 		Eventually(a.Done()).WithTimeout(2 * time.Second).Should(BeClosed())
 		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
 		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
@@ -71,13 +71,37 @@ var _ = Describe("Failover", func() {
 		gap, err := hist.Gap("a", "b")
 		Expect(err).NotTo(HaveOccurred())
 		measure("force delete: gap between a stopping and b acting", gap)
+		spans := hist.Find(func(s harness.Span) bool { return s.Who == "a" })
+		Expect(spans).To(HaveLen(1))
+		measure("force delete: to the leader's last act (self-fence)", spans[0].End-hist.At(deleted))
+	})
+
+	It("stops a leader's leader-only work when its watch shows the loss, without waiting for the elector's renew deadline", func(ctx SpecContext) {
+		// The elector would learn of the loss at its next renewal (up to 2 s) and give up 20 s later.
+		podA := newPod(ctx, ns, "a")
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist,
+			RetryPeriod: 2 * time.Second, RenewDeadline: 20 * time.Second})
+		Eventually(a.Elected()).WithTimeout(30 * time.Second).Should(BeClosed()) // a few retry periods
+		Eventually(hist.Acting).WithTimeout(5 * time.Second).Should(ConsistOf("a"))
+
+		deleted := time.Now()
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(hist.Acting).WithTimeout(3*time.Second).Should(BeEmpty(), "the leader's controller still runs after its loss")
+		Eventually(a.Done()).WithTimeout(3 * time.Second).Should(BeClosed())
+		Expect(a.Err()).To(MatchError(lifelock.ErrLockLost))
+		Expect(a.Err()).To(MatchError(ContainSubstring("leader election lost")))
+		spans := hist.Find(func(s harness.Span) bool { return s.Who == "a" })
+		Expect(spans).To(HaveLen(1))
+		measure("lock deleted: to the leader's last act, with a 20 s renew deadline", spans[0].End-hist.At(deleted))
 	})
 
 	It("lets a force-deleted leader overlap its successor when the grace is zero (what the grace prevents)", func(ctx SpecContext) {
-		// The overlap is the point: record it apart from the history checked when the spec ends.
+		// The overlap is the point: record it apart from the history checked when the spec ends. The
+		// leader's watch shows its loss within milliseconds and its controller is cancelled then, but a
+		// reconcile in flight that does not check its context runs on (Linger): the grace covers that too.
 		hist = harness.NewHistory()
 		zero := time.Duration(0)
-		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{Lock: lifelock.Options{AcquisitionGrace: &zero}})
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{Lock: lifelock.Options{AcquisitionGrace: &zero}, Linger: 300 * time.Millisecond})
 		Expect(cp.ForceDeletePod(ctx, podA)).To(Succeed())
 		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
 		Eventually(a.Done()).WithTimeout(2 * time.Second).Should(BeClosed())

@@ -30,6 +30,12 @@ type CandidateOptions struct {
 	Config *rest.Config
 	// Lock overrides lifelock options (PodName and PodNamespace are always taken from Pod).
 	Lock lifelock.Options
+	// RetryPeriod and RenewDeadline are the elector's timings, set in manager.Options before manageropts
+	// derives the lease duration and the acquisition grace from them. Zero: lifelock's defaults.
+	RetryPeriod, RenewDeadline time.Duration
+	// Linger is how long the candidate's controller goes on acting after its context ends: a reconcile in
+	// flight that does not check its context. Default: it stops at once.
+	Linger time.Duration
 	// Manager is applied to the manager.Options after manageropts, to change anything else (for example
 	// LeaderElectionReleaseOnCancel=false, so that stopping the candidate plays a crash).
 	Manager func(*manager.Options)
@@ -77,6 +83,12 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 	}
+	if o.RetryPeriod != 0 {
+		mo.RetryPeriod = &o.RetryPeriod
+	}
+	if o.RenewDeadline != 0 {
+		mo.RenewDeadline = &o.RenewDeadline
+	}
 	mo, err := mopts.Apply(rest.CopyConfig(cfg), mo)
 	if err != nil {
 		return nil, err
@@ -92,7 +104,7 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 		return nil, err
 	}
 	c := &Candidate{Name: o.Pod.Name, Pod: o.Pod, Manager: mgr, Lock: mopts.CreatedLock(), done: make(chan struct{})}
-	if err := mgr.Add(Actor(c.Name, o.History)); err != nil {
+	if err := mgr.Add(&actor{who: c.Name, history: o.History, linger: o.Linger}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -144,10 +156,12 @@ func (c *Candidate) Stop(timeout time.Duration) error {
 // Actor returns a leader-only runnable (the candidate's controller) that records in history when who acts.
 func Actor(who string, history *History) manager.Runnable { return &actor{who: who, history: history} }
 
-// actor is the candidate's controller: a leader-only runnable that records when it acts.
+// actor is the candidate's controller: a leader-only runnable that records when it acts, and goes on
+// acting for linger after its context ends.
 type actor struct {
 	who     string
 	history *History
+	linger  time.Duration
 }
 
 func (a *actor) NeedLeaderElection() bool { return true }
@@ -161,9 +175,16 @@ func (a *actor) Start(ctx context.Context) error {
 	defer end()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
+	done := ctx.Done()
+	var lingered <-chan time.Time
 	for {
 		select {
-		case <-ctx.Done():
+		case <-done:
+			if a.linger <= 0 {
+				return nil
+			}
+			done, lingered = nil, time.After(a.linger)
+		case <-lingered:
 			return nil
 		case <-t.C:
 			beat()

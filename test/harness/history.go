@@ -40,6 +40,9 @@ func NewHistory() *History { return &History{origin: time.Now()} }
 
 func (h *History) now() time.Duration { return time.Since(h.origin) } // monotonic: time.Now carries it
 
+// At is t on the history's clock, to compare with a Span's Start and End.
+func (h *History) At(t time.Time) time.Duration { return t.Sub(h.origin) }
+
 // Begin records that who starts acting and returns the function to call while acting (a heartbeat) and
 // the one to call when it stops.
 func (h *History) Begin(who string) (beat, end func()) {
