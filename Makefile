@@ -87,10 +87,11 @@ test-chaos: envtest ## Run the short chaos run: every kind of disruption four ti
 
 ROUNDS ?= 1000
 SEED ?= 0
+KINDS ?=
 .PHONY: chaos
-chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n]; writes chaos-report.md.
+chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n] [KINDS=kill,term]; writes chaos-report.md.
 	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 0 . \
-		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.report=$(CURDIR)/chaos-report.md
+		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.kinds=$(KINDS) -chaos.report=$(CURDIR)/chaos-report.md
 
 # The benchmark is its own Go module too (operator-lib, one of the implementations it compares, stays out
 # of the library's go.mod). The operator-lib interop suite lives in it as well, in ./interop.

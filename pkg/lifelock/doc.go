@@ -63,7 +63,8 @@
 // default) on its watches before it tries, and does not try if another candidate has taken the lock by
 // then. With many candidates the first attempt still comes almost at once, and the followers that draw a
 // later turn than the time the winner's write takes to reach them send nothing; with one follower, a
-// failover takes AcquireSpread/2 longer on average.
+// failover takes AcquireSpread/2 longer on average. A follower that cannot prove the previous holders
+// stopped waits one AcquireSpread more, so that one that can takes the lock, and nobody waits the grace.
 //
 // Two candidate processes in one Pod (same UID) are kept apart by an abstract Unix socket named after the
 // Pod and the lock, which the kernel frees when the process holding it dies; a restarted container of the

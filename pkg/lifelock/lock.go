@@ -280,6 +280,24 @@ func (l *Lock) RecordEvent(s string) {
 	l.opts.EventRecorder.Eventf(l.lockRef(lease), corev1.EventTypeNormal, "LeaderElection", "%s %s", l.identity, s)
 }
 
+// ReadyCheck is a readiness check (for manager.AddReadyzCheck): it fails until this candidate could take
+// the lock over from a holder that stops gracefully without paying the acquisition grace. That needs the
+// lock's watch synced and, while another Pod holds the lock, the watch of that Pod synced too, so that this
+// candidate sees the holder's containers stop. A Deployment's rolling update counts a new replica as
+// available only once it is ready, so the replica that leads next has seen its predecessor.
+func (l *Lock) ReadyCheck(_ *http.Request) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.core
+	switch {
+	case !c.lockSynced:
+		return fmt.Errorf("lock %s: the lock's watch has not synced yet", l.Describe())
+	case c.holder != nil && c.holder.UID != c.self.UID && (c.pod.name != c.holder.Name || !c.pod.synced):
+		return fmt.Errorf("lock %s: the watch of the holder's Pod %s has not synced yet", l.Describe(), c.holder.Name)
+	}
+	return nil
+}
+
 // Check is a health check (for manager.AddHealthzCheck): it fails while this process leads and its watch
 // of the lock has been broken for longer than Options.WatchFailureTolerance, since such a leader cannot see
 // that it lost the lock. It never fails for a follower.
@@ -318,7 +336,7 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 
 		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && *l.opts.AcquireSpread > 0 {
 			if spreadUntil.IsZero() {
-				spreadUntil = time.Now().Add(rand.N(*l.opts.AcquireSpread))
+				spreadUntil = time.Now().Add(spreadDelay(*l.opts.AcquireSpread, a.judged.proven))
 			}
 			if time.Now().Before(spreadUntil) {
 				if !l.waitChange(ctx, ch, time.Until(spreadUntil)) {
@@ -363,6 +381,18 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		}
 		return a.record, rawRecord(*a.record), nil
 	}
+}
+
+// spreadDelay is how long a follower that found the lock free waits before it tries (Options.AcquireSpread):
+// a random time up to spread if its acquisition is proven (every earlier holder is proven stopped, so the
+// new leader starts at once), and one more spread if not, so that a proven candidate, if there is one,
+// takes the lock first rather than one that would make everybody wait the acquisition grace.
+func spreadDelay(spread time.Duration, proven bool) time.Duration {
+	d := rand.N(spread)
+	if !proven {
+		d += spread
+	}
+	return d
 }
 
 // waitSynced waits until the lock watch has synced: a candidate acquires only on an established watch.

@@ -115,7 +115,9 @@ type Options struct {
 	// With many candidates the first attempt still comes almost at once, and those whose turn comes after
 	// they have seen it succeed send nothing: without a spread every follower sends a GET and a write at the same moment
 	// (with 100 candidates, ~200 requests per failover that mostly fail). With a single follower the spread
-	// adds AcquireSpread/2 to a failover on average. Zero makes every follower try at once.
+	// adds AcquireSpread/2 to a failover on average. A follower that could not prove the previous holders
+	// stopped (so its acquisition would pay the grace) waits one more AcquireSpread, so that a follower that
+	// could, if there is one, goes first. Zero makes every follower try at once.
 	// Default: DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 

@@ -53,3 +53,17 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 		}
 	}
 }
+
+// A follower whose acquisition is proven tries within the spread; one that is not waits past it, so that a
+// proven candidate takes a free lock first and nobody waits the grace for nothing.
+func TestSpreadDelayLetsProvenCandidatesGoFirst(t *testing.T) {
+	const spread = 100 * time.Millisecond
+	for range 1000 {
+		if d := spreadDelay(spread, true); d < 0 || d >= spread {
+			t.Fatalf("proven: %s, want in [0, %s)", d, spread)
+		}
+		if d := spreadDelay(spread, false); d < spread || d >= 2*spread {
+			t.Fatalf("unproven: %s, want in [%s, %s)", d, spread, 2*spread)
+		}
+	}
+}

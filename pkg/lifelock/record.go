@@ -287,10 +287,21 @@ func judgePod(pod *corev1.Pod, uid string) podVerdict {
 	}
 }
 
-// provenStopped reports whether pod is in the state kubelet writes before it removes a gracefully deleted
-// Pod: deletionTimestamp set and every container terminated. Neither half alone is proof.
+// provenStopped reports whether pod is in a state only a kubelet whose containers have stopped writes, with
+// every container (init containers too) terminated and:
+//   - deletionTimestamp set: what the kubelet writes before it removes a gracefully deleted Pod; or
+//   - a terminal phase (Failed, Succeeded): the kubelet's status manager holds a terminal phase back while a
+//     container could still run (node-pressure eviction, preemption, graceful node shutdown, a finished
+//     Pod). Pod GC and third parties that write a terminal phase leave the container states as they were.
+//
+// Container states alone are no proof: after a container restart the API can briefly show the old instance
+// terminated while the new one runs (the phase stays Running then).
 func provenStopped(pod *corev1.Pod) bool {
-	if pod == nil || pod.DeletionTimestamp == nil {
+	if pod == nil {
+		return false
+	}
+	terminal := pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded
+	if pod.DeletionTimestamp == nil && !terminal {
 		return false
 	}
 	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)

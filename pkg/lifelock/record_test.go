@@ -45,7 +45,7 @@ func TestProvenStopped(t *testing.T) {
 	terminated := corev1.ContainerStatus{State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}}
 	waiting := corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{}}}
 	pod := func(deleting bool, init []corev1.ContainerStatus, cs ...corev1.ContainerStatus) *corev1.Pod {
-		p := &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: init, ContainerStatuses: cs}}
+		p := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, InitContainerStatuses: init, ContainerStatuses: cs}}
 		if deleting {
 			p.DeletionTimestamp = ptr.To(metav1.Now())
 		}
@@ -64,6 +64,11 @@ func TestProvenStopped(t *testing.T) {
 		{"deleting, one waiting", pod(true, nil, waiting), false},
 		{"deleting, no statuses", pod(true, nil), false},
 		{"terminated but not deleting (statuses alone are no proof)", pod(false, nil, terminated), false},
+		{"evicted by the kubelet: Failed, all terminated", withPhase(pod(false, nil, terminated), corev1.PodFailed), true},
+		{"finished: Succeeded, all terminated", withPhase(pod(false, nil, terminated, terminated), corev1.PodSucceeded), true},
+		{"Failed by Pod GC or a third party: a container still running", withPhase(pod(false, nil, running), corev1.PodFailed), false},
+		{"Failed with no container statuses (a rejected Pod)", withPhase(pod(false, nil), corev1.PodFailed), false},
+		{"Failed, a sidecar running", withPhase(pod(false, []corev1.ContainerStatus{running}, terminated), corev1.PodFailed), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := provenStopped(tc.pod); got != tc.want {
@@ -71,6 +76,11 @@ func TestProvenStopped(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withPhase(p *corev1.Pod, phase corev1.PodPhase) *corev1.Pod {
+	p.Status.Phase = phase
+	return p
 }
 
 func TestLockFormat(t *testing.T) {

@@ -41,9 +41,10 @@ import (
 //   - A kubelet modelled on what a real one does (docs/design.md, "The kubelet"):
 //     graceful delete (deletionTimestamp, SIGTERM, SIGKILL at the grace period, containers written
 //     terminated, then a terminal phase, then the final delete), force delete (the object gone at once, the
-//     process killed up to 2 s later), eviction by the kubelet (containers stopped before Failed), Failed
-//     written by a third party while the process runs (killed later), a container restart in the same Pod,
-//     a StatefulSet re-creating the same name with a new UID, and two processes in one Pod (the socket).
+//     process killed up to 2 s later), eviction by the kubelet (containers stopped, and not restarted, before
+//     Failed), Failed written by a third party while the process runs (killed later), a container restart in
+//     the same Pod, a StatefulSet re-creating the same name with a new UID, and two processes in one Pod (the
+//     socket).
 //   - client-go's LeaderElector (acquire: tryAcquireOrRenew every RetryPeriod with 1.2 jitter; renew: the
 //     leader's fast-path Update every RetryPeriod, retried for RenewDeadline before it stops leading; release
 //     on cancel) and controller-runtime's shutdown (runnables cancelled, GracefulShutdownTimeout, the elector
@@ -124,6 +125,8 @@ type world struct {
 	lockUID int
 	lock    *coordinationv1.Lease // nil when absent
 	pods    map[string]*corev1.Pod
+	// killing: Pods whose containers the kubelet is stopping for good (an eviction): it restarts none.
+	killing map[types.UID]bool
 	podUID  int
 
 	procs     []*proc
@@ -717,7 +720,10 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 		mayWait := c.phase == following
 		if mayWait && a.judged != nil && a.judged.kind != judgedOurs {
 			if spreadUntil == 0 {
-				spreadUntil = w.now + time.Duration(w.rng.Int64N(int64(spread)))
+				spreadUntil = w.now + time.Duration(w.rng.Int64N(int64(spread))) // as spreadDelay
+				if !a.judged.proven {
+					spreadUntil += spread
+				}
 			}
 			if w.now < spreadUntil {
 				p.block(yield, simWait{until: spreadUntil, onChange: true})
@@ -1068,6 +1074,7 @@ func (w *world) evictByKubelet(name string) {
 	}
 	uid := pod.UID
 	w.logf("kubelet evicts Pod %s", name)
+	w.killing[uid] = true
 	for _, p := range w.procsOf(uid) {
 		p.sigterm()
 	}
@@ -1131,7 +1138,7 @@ func (w *world) containerExited(p *proc) {
 		}
 		w.after(w.between(10*time.Millisecond, time.Second), func() {
 			cur := w.pods[name]
-			if cur == nil || cur.UID != uid || cur.DeletionTimestamp != nil || cur.Status.Phase != corev1.PodRunning || len(w.procsOf(uid)) > 0 {
+			if cur == nil || cur.UID != uid || cur.DeletionTimestamp != nil || cur.Status.Phase != corev1.PodRunning || w.killing[uid] || len(w.procsOf(uid)) > 0 {
 				return
 			}
 			w.patchPod(uid, func(p *corev1.Pod) {
@@ -1258,7 +1265,7 @@ func (w *world) leaderPod() string {
 
 // runSchedule runs the schedule of one seed and returns its violation ("" if none).
 func runSchedule(seed uint64, params simParams, states map[uint64]struct{}, tracing bool) (*world, string) {
-	w := &world{p: params, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), pods: map[string]*corev1.Pod{},
+	w := &world{p: params, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), pods: map[string]*corev1.Pod{}, killing: map[types.UID]bool{},
 		acting: map[*proc]time.Duration{}, states: states, tracing: tracing}
 	n := 2 + w.rng.IntN(3)
 	for i := range n {

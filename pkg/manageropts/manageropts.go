@@ -155,7 +155,8 @@ func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Mana
 }
 
 // Wrap finishes a manager created with manager.New from the options Apply returned (NewManager does all
-// three): in life mode it adds the lock's health check, counts the leader-only runnables added through the
+// three): in life mode it adds the lock's health and readiness checks (lifelock.Lock.Check and
+// ReadyCheck, both named leader-lock), counts the leader-only runnables added through the
 // manager it returns (the lock releases on shutdown only once all have returned), and closes the lock when
 // Start returns. Add every runnable through the returned manager. In lease mode, or without election, mgr
 // is returned as it is.
@@ -166,6 +167,10 @@ func (o *Options) Wrap(mgr manager.Manager) (manager.Manager, error) {
 	if err := mgr.AddHealthzCheck("leader-lock", o.lock.Check); err != nil {
 		o.lock.Close()
 		return nil, fmt.Errorf("adding the leader-lock health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("leader-lock", o.lock.ReadyCheck); err != nil {
+		o.lock.Close()
+		return nil, fmt.Errorf("adding the leader-lock readiness check: %w", err)
 	}
 	o.work.track(o.lock.Lost())
 	return &lifeManager{Manager: mgr, lock: o.lock, work: o.work}, nil

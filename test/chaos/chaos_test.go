@@ -21,6 +21,7 @@ var (
 	seed       = flag.Int64("chaos.seed", 0, "seed of the random choices (0: from the clock); printed, so a run can be replayed")
 	candidates = flag.Int("chaos.candidates", 3, "number of candidate processes kept running")
 	reportPath = flag.String("chaos.report", "", "if set, write the Markdown table of the run here")
+	kindsFlag  = flag.String("chaos.kinds", "", "comma-separated kinds of disruption to draw from, e.g. kill,term (default: all; see kindNames)")
 )
 
 func TestChaos(t *testing.T) {
@@ -37,6 +38,7 @@ var (
 var _ = BeforeSuite(func(ctx SpecContext) {
 	logf.SetLogger(GinkgoLogr)
 	Expect(*candidates).To(BeNumerically(">=", 3), "-chaos.candidates")
+	Expect(parseKinds(*kindsFlag)).Error().NotTo(HaveOccurred(), "-chaos.kinds")
 	var err error
 	manager, err = harness.BuildBinary(ctx, filepath.Join("..", ".."), "./examples/manager", GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())

@@ -18,6 +18,7 @@ func (r *runner) table(seed int64, took time.Duration) string {
 		seed, len(r.results), *candidates, took.Round(time.Second), runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), r.lockStates.count())
 	b.WriteString("| disruption | count | leader changed | p50 | p95 | p99 | max | overlaps |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	var fences []time.Duration
+	var proven, paid, unseen int // handovers from a holder proven stopped; those that paid the grace; of those, by a candidate that never saw the holder
 	for _, k := range allKinds {
 		var lat []time.Duration
 		n, changed := 0, 0
@@ -32,6 +33,15 @@ func (r *runner) table(seed int64, took time.Duration) string {
 			if res.latency > 0 {
 				lat = append(lat, res.latency)
 			}
+			if res.changed && (k == kill || k == term || k == statefulSet) {
+				proven++
+				if res.gracePaid {
+					paid++
+				}
+				if res.gracePaid && res.unseen {
+					unseen++
+				}
+			}
 			if res.kind == evict {
 				fences = append(fences, res.fence)
 			}
@@ -44,6 +54,11 @@ func (r *runner) table(seed int64, took time.Duration) string {
 	}
 	b.WriteString("\nLatency: from the start of the disruption to the next leader's first action, on the witness clock " +
 		"(none for disruptions that must not move the lock; there the same leader acted throughout).\n")
+	if proven > 0 {
+		fmt.Fprintf(&b, "Handovers from a holder proven stopped (SIGKILL or SIGTERM, then the Pod deleted; StatefulSet restart): %d; "+
+			"the new leader paid the acquisition grace in %d, %d of them a candidate that had never seen the lock held "+
+			"(from its \"Acquired lock\" log line).\n", proven, paid, unseen)
+	}
 	if len(fences) > 0 {
 		fmt.Fprintf(&b, "Evicted leaders stopped acting %s (p50) / %s (max) after the eviction; the bound is %s.\n",
 			percentile(fences, 0.5), percentile(fences, 1), fenceBound)

@@ -3,11 +3,16 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -37,6 +42,12 @@ const (
 
 // allKinds is every disruption, in the order of the report.
 var allKinds = []kind{kill, term, evict, statefulSet, containerRestart, nodeNotReady, apiserverRestart, cutLatency, cutBlackhole, cutReset}
+
+// kindNames are the kinds' names for -chaos.kinds.
+var kindNames = map[string]kind{
+	"kill": kill, "term": term, "evict": evict, "statefulset": statefulSet, "container-restart": containerRestart,
+	"node-notready": nodeNotReady, "apiserver-restart": apiserverRestart, "latency": cutLatency, "blackhole": cutBlackhole, "reset": cutReset,
+}
 
 // changesLeader says whether a disruption ends the leader's term, so that another Pod leads after it.
 // A container restart keeps the lock with the same Pod; the others must not move it.
@@ -70,6 +81,7 @@ type candidate struct {
 	proc  *harness.Process
 	proxy *Proxy
 	env   []string
+	probe string // host:port of its health probes
 }
 
 // result is what one round measured.
@@ -78,8 +90,11 @@ type result struct {
 	// latency is the time from the disruption to the next leader acting, for kinds that change (or
 	// re-elect, for a container restart) the leader.
 	latency time.Duration
-	changed bool          // another Pod leads after the round
-	fence   time.Duration // for an eviction: how long the evicted leader went on acting
+	changed bool // another Pod leads after the round
+	// For a leader change: the new leader paid the acquisition grace, and it had never seen the lock held
+	// (a creation with no previous holder), as its "Acquired lock" log line says.
+	gracePaid, unseen bool
+	fence             time.Duration // for an eviction: how long the evicted leader went on acting
 }
 
 type runner struct {
@@ -140,21 +155,39 @@ func (r *runner) startCandidate(ctx context.Context, name string) *candidate {
 	Expect(KubeconfigThrough(cp.Kubeconfig, c.proxy.Addr(), kubeconfig)).To(Succeed())
 	c.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, witness.DirEnv+"="+r.dir)
 	// The first start in the kubelet's order: the process runs before the Pod's IP is published.
-	c.proc, err = cp.StartContainer(ctx, pod, c.env, manager, managerArgs...)
+	port, err := harness.FreePort("127.0.0.1")
+	Expect(err).NotTo(HaveOccurred())
+	c.probe = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c.proc, err = cp.StartContainer(ctx, pod, c.env, manager, c.args()...)
 	Expect(err).NotTo(HaveOccurred())
 	c.pod = c.proc.Pod
 	r.cands, r.all = append(r.cands, c), append(r.all, c)
 	return c
 }
 
-// managerArgs are examples/manager's arguments in every candidate.
-var managerArgs = []string{"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0"}
+// args are examples/manager's arguments: election on, metrics off, probes on the candidate's own port.
+func (c *candidate) args() []string {
+	return []string{"--leader-elect", "--health-probe-bind-address=" + c.probe, "--metrics-bind-address=0"}
+}
+
+// ready reports whether the candidate's /readyz passes: its lock's readiness check says it has synced the
+// watches that let it prove the holder stopped (lifelock.Lock.ReadyCheck).
+func (c *candidate) ready(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.probe+"/readyz", nil)
+	Expect(err).NotTo(HaveOccurred())
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
 
 // restart starts the candidate's process again in its Pod, as a kubelet restarts a container: the Pod
 // keeps its IP.
 func (r *runner) restart(c *candidate) {
 	var err error
-	c.proc, err = harness.StartPodProcess(c.pod, c.env, manager, managerArgs...)
+	c.proc, err = harness.StartPodProcess(c.pod, c.env, manager, c.args()...)
 	Expect(err).NotTo(HaveOccurred())
 }
 
@@ -197,11 +230,30 @@ func (r *runner) leader(ctx context.Context, timeout time.Duration, not harness.
 	return nil, span
 }
 
-// draw returns the next kind: the kinds are dealt from shuffled decks, so that every kind comes once in
-// each len(allKinds) rounds, in a seeded random order.
+// parseKinds reads -chaos.kinds: a comma-separated list of kindNames, or "" for every kind.
+func parseKinds(s string) ([]kind, error) {
+	if s == "" {
+		return allKinds, nil
+	}
+	var out []kind
+	for _, f := range strings.Split(s, ",") {
+		k, ok := kindNames[strings.TrimSpace(f)]
+		if !ok {
+			names := slices.Sorted(maps.Keys(kindNames))
+			return nil, fmt.Errorf("unknown kind of disruption %q; use some of %s", f, strings.Join(names, ", "))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// draw returns the next kind: the kinds (-chaos.kinds) are dealt from shuffled decks, so that every kind
+// comes once in each deck, in a seeded random order.
 func (r *runner) draw() kind {
 	if len(r.deck) == 0 {
-		r.deck = slices.Clone(allKinds)
+		kinds, err := parseKinds(*kindsFlag)
+		Expect(err).NotTo(HaveOccurred())
+		r.deck = slices.Clone(kinds)
 		r.rng.Shuffle(len(r.deck), func(i, j int) { r.deck[i], r.deck[j] = r.deck[j], r.deck[i] })
 	}
 	k := r.deck[0]
@@ -273,6 +325,7 @@ func (r *runner) round(ctx context.Context, i int) {
 			Expect(now.name).NotTo(Equal(old.name), "the disrupted Pod cannot lead again")
 		}
 		res.latency, res.changed = nowSpan.Start-t0, true
+		res.gracePaid, res.unseen = acquiredHow(now.proc.Output())
 	case k == containerRestart:
 		Expect(now.name).To(Equal(old.name), "the lock stays with the Pod whose container restarted")
 		Expect(nowSpan.Process).NotTo(Equal(oldSpan.Process))
@@ -291,6 +344,11 @@ func (r *runner) round(ctx context.Context, i int) {
 	for len(r.cands) < *candidates {
 		r.startCandidate(ctx, r.newName())
 	}
+	// As a Deployment's rolling update does: the next disruption comes once every candidate is ready, that
+	// is, has seen the holder (a candidate that never saw it cannot prove it stopped, and pays the grace).
+	for _, c := range r.cands {
+		Eventually(ctx, c.ready).WithTimeout(electTimeout).WithPolling(20*time.Millisecond).Should(BeTrue(), "%s becomes ready", c.name)
+	}
 }
 
 // expectSteady asserts that leader goes on acting, alone, for d.
@@ -304,6 +362,17 @@ func (r *runner) endOf(process string) time.Duration {
 	spans := r.history().Find(func(s harness.Span) bool { return s.Process == process })
 	Expect(spans).To(HaveLen(1), "spans of process %s", process)
 	return spans[0].End
+}
+
+// acquiredHow reads a candidate's last "Acquired lock" log line: whether it paid the acquisition grace, and
+// whether it created the lock without ever having seen it held.
+func acquiredHow(out string) (gracePaid, unseen bool) {
+	i := strings.LastIndex(out, `"msg":"Acquired lock"`)
+	if i < 0 {
+		return false, false
+	}
+	line, _, _ := strings.Cut(out[i:], "\n")
+	return !strings.Contains(line, `"grace":0,`), strings.Contains(line, `"reason":"lock absent","previousHolder":""`)
 }
 
 func faultOf(k kind) FaultKind {

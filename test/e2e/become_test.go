@@ -88,8 +88,10 @@ var _ = Describe("Become", func() {
 		newPod(ctx, ns, "a")
 		lost := make(chan struct{})
 		// The elector alone would learn of the loss at its next renewal (up to 2 s) and give up 20 s later.
+		// Alone, it needs no grace (the one derived from these timings is 24 s).
+		grace := 100 * time.Millisecond
 		Expect(lifelock.Become(ctx, lockName, lifelock.WithConfig(cp.Config),
-			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns}),
+			lifelock.WithOptions(lifelock.Options{PodName: "a", PodNamespace: ns, AcquisitionGrace: &grace}),
 			lifelock.WithTimings(2*time.Second, 20*time.Second),
 			lifelock.WithOnLost(func() { close(lost) }))).To(Succeed())
 		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())

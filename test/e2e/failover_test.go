@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -79,9 +81,11 @@ var _ = Describe("Failover", func() {
 	It("stops a leader's leader-only work when its watch shows the loss, without waiting for the elector's renew deadline", func(ctx SpecContext) {
 		// The elector would learn of the loss at its next renewal (up to 2 s) and give up 20 s later.
 		podA := newPod(ctx, ns, "a")
+		// Alone, it needs no grace (the one derived from these timings is 24 s).
+		grace := 100 * time.Millisecond
 		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist,
-			RetryPeriod: 2 * time.Second, RenewDeadline: 20 * time.Second})
-		Eventually(a.Elected()).WithTimeout(30 * time.Second).Should(BeClosed()) // a few retry periods
+			RetryPeriod: 2 * time.Second, RenewDeadline: 20 * time.Second, Lock: lifelock.Options{AcquisitionGrace: &grace}})
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
 		Eventually(hist.Acting).WithTimeout(5 * time.Second).Should(ConsistOf("a"))
 
 		deleted := time.Now()
@@ -93,6 +97,53 @@ var _ = Describe("Failover", func() {
 		spans := hist.Find(func(s harness.Span) bool { return s.Who == "a" })
 		Expect(spans).To(HaveLen(1))
 		measure("lock deleted: to the leader's last act, with a 20 s renew deadline", spans[0].End-hist.At(deleted))
+	})
+
+	// firstVersionOf returns, from a watch of the lock started before, the first version held by who.
+	firstVersionOf := func(ctx SpecContext, w watch.Interface, who string) *coordinationv1.Lease {
+		for {
+			select {
+			case ev, ok := <-w.ResultChan():
+				Expect(ok).To(BeTrue(), "the lock watch ended")
+				if l, isLease := ev.Object.(*coordinationv1.Lease); isLease && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), who+"_") {
+					return l
+				}
+			case <-time.After(10 * time.Second):
+				Fail("no version of the lock held by " + who)
+			case <-ctx.Done():
+				Fail("the spec ended")
+			}
+		}
+	}
+	lockWatch := func(ctx SpecContext) watch.Interface {
+		l, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		w, err := cp.Client.CoordinationV1().Leases(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + lockName, ResourceVersion: l.ResourceVersion})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(w.Stop)
+		return w
+	}
+
+	It("takes over at once from a holder the kubelet evicted (containers stopped, then Failed): proven stopped, no grace", func(ctx SpecContext) {
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{Manager: noRelease})
+		w := lockWatch(ctx)
+		Expect(a.Stop(10 * time.Second)).To(Succeed()) // the kubelet stops the containers first
+		evicted := time.Now()
+		Expect(cp.EvictByKubelet(ctx, podA)).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		measure("takeover from a holder the kubelet evicted (proven stopped)", time.Since(evicted))
+		// A proven takeover writes the settled mark with the takeover; one that pays the grace writes it
+		// only once the grace has passed.
+		Expect(firstVersionOf(ctx, w, "b").Annotations).To(HaveKeyWithValue(lifelock.SettledAnnotation, "true"))
+	})
+
+	It("pays the grace for a holder written Failed while its container runs (Pod GC, a third party)", func(ctx SpecContext) {
+		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{})
+		w := lockWatch(ctx)
+		Expect(cp.SetPodPhase(ctx, podA, corev1.PodFailed, "")).To(Succeed())
+		Eventually(a.Done()).WithTimeout(2 * time.Second).Should(BeClosed())
+		Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		Expect(firstVersionOf(ctx, w, "b").Annotations).NotTo(HaveKey(lifelock.SettledAnnotation))
 	})
 
 	It("lets a force-deleted leader overlap its successor when the grace is zero (what the grace prevents)", func(ctx SpecContext) {

@@ -240,6 +240,22 @@ func (cp *ControlPlane) SetPodPhase(ctx context.Context, pod *corev1.Pod, phase 
 	})
 }
 
+// EvictByKubelet writes what a kubelet writes once it has stopped the containers of a Pod it evicts (node
+// pressure; preemption and graceful node shutdown look alike): every container terminated and the phase
+// Failed, reason Evicted, in one status update. Stop the Pod's process first, as the kubelet does.
+func (cp *ControlPlane) EvictByKubelet(ctx context.Context, pod *corev1.Pod) error {
+	return cp.updatePodStatus(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		for i := range p.Status.ContainerStatuses {
+			s := &p.Status.ContainerStatuses[i]
+			s.Ready, s.Started = false, ptr.To(false)
+			s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, FinishedAt: now, Reason: "Error"}}
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}, {Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "TerminationByKubelet"}}
+		p.Status.Phase, p.Status.Reason = corev1.PodFailed, "Evicted"
+	})
+}
+
 // DeletePodGracefully plays a graceful Pod deletion from start to end, as the API server and kubelet do
 // after the candidate process has stopped: the delete request (deletionTimestamp set, the Pod is
 // Terminating), the containers written terminated, and the final delete with grace period 0.
