@@ -1,7 +1,6 @@
 package lifelock
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -21,7 +20,7 @@ func TestBecomeSeesALossThatStopsLeadingBeforeItStarted(t *testing.T) {
 	lostCalls := 0
 	cb := becomeCallbacks(lock, &gaveUp, elected, func() { lostCalls++ })
 	cb.OnStoppedLeading()
-	cb.OnStartedLeading(context.Background())
+	cb.OnStartedLeading(t.Context())
 
 	if lostCalls != 1 {
 		t.Errorf("onLost ran %d times, want 1", lostCalls)
