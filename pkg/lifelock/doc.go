@@ -9,7 +9,7 @@
 // disappears. That is the contract kubelet and the API server keep for every Pod deleted without --force.
 // Beyond it, the acquisition grace (Options.AcquisitionGrace, derived from the elector's timings by
 // TimingsFor) keeps a previous holder that can still reach the API server (its Pod force-deleted, or its
-// phase written Failed before its containers stopped) from acting alongside its successor: a new leader
+// phase written Failed while a container runs) from acting alongside its successor: a new leader
 // reports success only after every earlier holder has provably stopped or has had time to fence itself. A
 // proof about one holder covers the ones before it only on a lock marked SettledAnnotation.
 //
@@ -21,7 +21,8 @@
 //
 // A lock that vanishes while its holder's Pod lives (someone deleted it, or a foreground cascading delete
 // removed it first) is not free: followers that saw the holder wait for its Pod, and the holder stops
-// leading within about RetryPeriod + RenewDeadline (under a second with the defaults).
+// leading as its watch shows the loss (Lock.Lost: manageropts cancels its leader-only runnables, Become calls
+// WithOnLost); client-go's elector follows within about RetryPeriod + RenewDeadline.
 //
 // # What is not
 //

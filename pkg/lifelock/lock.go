@@ -246,8 +246,8 @@ func (l *Lock) noteLossLocked() {
 }
 
 // Fence returns the term to stamp on a write, or an error when this process must not write: ErrNotLeading
-// before it leads, ErrLockLost once it has lost the lock (it is being superseded, and stops leading within
-// the renew deadline), ErrReleased after it released it. Call it right before each write a leader makes,
+// before it leads, ErrLockLost once it has lost the lock (it is being superseded: Lost is closed, and a
+// reconcile already running must not write), ErrReleased after it released it. Call it right before each write a leader makes,
 // and write nothing on an error.
 func (l *Lock) Fence() (Term, error) {
 	l.mu.Lock()

@@ -103,7 +103,7 @@ type Options struct {
 	// AcquisitionGrace is how long an acquisition waits, after its write succeeded, before it reports
 	// success, unless every earlier holder is proven stopped (see SettledAnnotation). It must exceed the
 	// previous leader's self-fencing bound. Zero trades exactly the unproven cases (a force-deleted Pod
-	// whose process still runs, a phase written Failed before its containers stopped) for speed.
+	// whose process still runs, a phase written Failed while a container runs) for speed.
 	// Default: TimingsFor(RetryPeriod, RenewDeadline).AcquisitionGrace; and then, should the elector hand the
 	// lock a record with a longer lease duration than LeaseDuration (it runs other timings than the lock was
 	// told), the grace is raised to cover any timings with that lease duration, and an error is logged once.
