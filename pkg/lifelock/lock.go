@@ -60,6 +60,7 @@ type Lock struct {
 	lostCh       chan struct{} // closed once the term is lost (reportLostLocked)
 	lostAt       time.Time     // when the loss was reported
 	lostOnce     sync.Once
+	releasing    bool  // this process is writing its release: the watch shows that write, not a loss
 	socketErr    error // the per-Pod socket cannot be taken (not because another process holds it)
 }
 
@@ -237,7 +238,7 @@ func (l *Lock) Lost() <-chan struct{} { return l.lostCh }
 // noteLossLocked reports the loss of the term as soon as the watches show it, before the elector's next
 // renewal finds it (reportLostLocked closes Lost's channel). Lock.mu must be held.
 func (l *Lock) noteLossLocked() {
-	if l.core.phase != leading || l.core.term.IsZero() {
+	if l.core.phase != leading || l.core.term.IsZero() || l.releasing {
 		return
 	}
 	if reason := l.core.lossOf(l.core.termUID); reason != "" {
@@ -680,8 +681,13 @@ func (l *Lock) release(ctx context.Context) error {
 		l.log.Info("Not releasing the lock: leader-only work is still running; it is freed when this Pod is gone", "term", l.core.term.String())
 		return fmt.Errorf("releasing lock %s: leader-only work is still running, so the lock stays held until this Pod is gone", l.Describe())
 	}
+	l.releasing = true
 	l.mu.Unlock()
 	if err := l.store.release(ctx, cur, l.identity, true); err != nil {
+		l.mu.Lock()
+		l.releasing = false
+		l.noteLossLocked() // a loss the watch showed meanwhile
+		l.mu.Unlock()
 		return fmt.Errorf("releasing lock %s: %w", l.Describe(), err)
 	}
 	l.mu.Lock()
