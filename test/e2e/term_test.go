@@ -166,12 +166,7 @@ var _ = Describe("Term", func() {
 		proc, err := harness.StartPodProcess(pod, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
 			"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			_ = proc.Stop(10 * time.Second)
-			if CurrentSpecReport().Failed() {
-				AddReportEntry("examples/manager output", proc.Output())
-			}
-		})
+		stopAtEnd(proc)
 		Consistently(proc.Done()).WithTimeout(3*time.Second).ShouldNot(BeClosed(), "the process waits for its Pod's IP")
 		_, err = cp.Client.CoordinationV1().Leases(ns).Get(ctx, "lifelock-example", metav1.GetOptions{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no lock before the Pod is proven its own: %v", err)
@@ -200,12 +195,7 @@ var _ = Describe("Term", func() {
 		proc, err := cp.StartContainer(ctx, podA, append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig), bin,
 			"--leader-elect", "--health-probe-bind-address=0", "--metrics-bind-address=0")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			_ = proc.Stop(10 * time.Second)
-			if CurrentSpecReport().Failed() {
-				AddReportEntry("examples/manager output", proc.Output())
-			}
-		})
+		stopAtEnd(proc)
 
 		var lease *coordinationv1.Lease
 		Eventually(func(g Gomega) {
@@ -268,3 +258,13 @@ var _ = Describe("Term", func() {
 		))
 	})
 })
+
+// stopAtEnd stops proc when the spec ends, and reports its output if the spec failed.
+func stopAtEnd(proc *harness.Process) {
+	DeferCleanup(func() {
+		_ = proc.Stop(10 * time.Second)
+		if CurrentSpecReport().Failed() {
+			AddReportEntry("examples/manager output", proc.Output())
+		}
+	})
+}
