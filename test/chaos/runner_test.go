@@ -173,14 +173,8 @@ func (c *candidate) args() []string {
 // ready reports whether the candidate's /readyz passes: its lock's readiness check says it has synced the
 // watches that let it prove the holder stopped (lifelock.Lock.ReadyCheck).
 func (c *candidate) ready(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.probe+"/readyz", nil)
-	Expect(err).NotTo(HaveOccurred())
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = res.Body.Close()
-	return res.StatusCode == http.StatusOK
+	code, _, err := harness.Probe(ctx, "http://"+c.probe+"/readyz")
+	return err == nil && code == http.StatusOK
 }
 
 // restart starts the candidate's process again in its Pod, as a kubelet restarts a container: the Pod

@@ -178,8 +178,29 @@ func (cp *ControlPlane) PublishPodRunning(ctx context.Context, pod *corev1.Pod) 
 	return cp.publishRunning(ctx, pod, ip)
 }
 
-// publishRunning writes pod Running and ready, with ip as its IP and its container running.
+// publishRunning writes pod Running and ready, with ip as its IP and its container running, and returns it
+// as stored.
 func (cp *ControlPlane) publishRunning(ctx context.Context, pod *corev1.Pod, ip string) (*corev1.Pod, error) {
+	return cp.updatePodStatusTo(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		p.Status.PodIP, p.Status.PodIPs = ip, podIPs(ip)
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: ContainerName, Image: "lifelock-example:test", Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}}
+	})
+}
+
+// updatePodStatus applies change to the Pod's current status.
+func (cp *ControlPlane) updatePodStatus(ctx context.Context, pod *corev1.Pod, change func(*corev1.Pod)) error {
+	_, err := cp.updatePodStatusTo(ctx, pod, change)
+	return err
+}
+
+// updatePodStatusTo is updatePodStatus returning the Pod as stored.
+func (cp *ControlPlane) updatePodStatusTo(ctx context.Context, pod *corev1.Pod, change func(*corev1.Pod)) (*corev1.Pod, error) {
 	var out *corev1.Pod
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
@@ -189,34 +210,11 @@ func (cp *ControlPlane) publishRunning(ctx context.Context, pod *corev1.Pod, ip 
 		if p.UID != pod.UID {
 			return fmt.Errorf("pod %s/%s was replaced (uid %s, want %s)", pod.Namespace, pod.Name, p.UID, pod.UID)
 		}
-		now := metav1.Now()
-		p.Status.PodIP, p.Status.PodIPs = ip, podIPs(ip)
-		p.Status.Phase = corev1.PodRunning
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
-			Name: ContainerName, Image: "lifelock-example:test", Ready: true, Started: ptr.To(true),
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-		}}
+		change(p)
 		out, err = cp.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 		return err
 	})
 	return out, err
-}
-
-// updatePodStatus applies change to the Pod's current status.
-func (cp *ControlPlane) updatePodStatus(ctx context.Context, pod *corev1.Pod, change func(*corev1.Pod)) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		p, err := cp.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.UID != pod.UID {
-			return fmt.Errorf("pod %s/%s was replaced (uid %s, want %s)", pod.Namespace, pod.Name, p.UID, pod.UID)
-		}
-		change(p)
-		_, err = cp.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-		return err
-	})
 }
 
 // TerminateContainers writes every container of the Pod terminated, as kubelet does once they stopped.
