@@ -159,6 +159,9 @@ var _ = Describe("Safety", func() {
 		if owner == podC.UID {
 			taker, third = c, b
 		}
+		// Stop it once its own watch shows its write, so that its create has had its reply: a create whose
+		// reply is cut off by the stop leaves the lock held by the taker's live Pod, with nobody to release it.
+		Eventually(taker.Lock.Holder).WithTimeout(time.Second).WithPolling(time.Millisecond).Should(Equal(taker.Lock.Identity()))
 		stopped := make(chan error, 1)
 		go func() { stopped <- taker.Stop(10 * time.Second) }()
 		stopAt := time.Now()
