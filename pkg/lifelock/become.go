@@ -45,7 +45,9 @@ func WithTerm(t *Term) BecomeOption { return func(c *becomeConfig) { c.term = t 
 // WithOnLost sets what happens when this process, having become leader, loses the lock (it was deleted by
 // hand, or this Pod was evicted). It runs once, as soon as the lock's watches show the loss (Lock.Lost), or
 // when the elector stops leading if that comes first. Default: log and exit with status 1, since the work
-// started after Become returned cannot be stopped any other way.
+// started after Become returned cannot be stopped any other way. Become states to successors that this
+// process stops within the fence bound (Options.StopsOnLost): f must stop all leader work at once; if it
+// cannot, pass Options.StopsOnLost returning false in WithOptions, and successors wait the full grace.
 func WithOnLost(f func()) BecomeOption { return func(c *becomeConfig) { c.onLost = f } }
 
 // Become blocks until this Pod holds the leader-for-life lock called name, for programs without a
@@ -67,6 +69,9 @@ func Become(ctx context.Context, name string, options ...BecomeOption) error {
 	}
 	t := TimingsFor(c.timings[0], c.timings[1])
 	c.opts.RetryPeriod, c.opts.RenewDeadline, c.opts.LeaseDuration = t.RetryPeriod, t.RenewDeadline, t.LeaseDuration
+	if c.opts.StopsOnLost == nil {
+		c.opts.StopsOnLost = func() bool { return true } // the WithOnLost function stops the leader's work
+	}
 	lock, err := New(ctx, c.cfg, name, c.opts)
 	if err != nil {
 		return err

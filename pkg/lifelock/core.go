@@ -42,11 +42,15 @@ type judgement struct {
 	lease *coordinationv1.Lease // the object judged (nil when absent); its resourceVersion is the write precondition
 	// proven: every earlier holder is proven stopped, so the acquisition needs no grace and writes
 	// SettledAnnotation.
-	proven   bool
-	reason   string // why the lock may be taken, for logs and Events
-	metric   string // the reason label of lifelock_acquisitions_total
-	previous string // the previous holder's identity, for logs and Events
-	events   int    // the lock events observed when it was judged
+	proven bool
+	// holderStops is the self-fencing bound the only holder that may still run stated
+	// (StopsWithinAnnotation): the grace an unproven acquisition pays instead of the configured one. Zero
+	// when unknown: none stated, or holders before it may still run (the version was not settled).
+	holderStops time.Duration
+	reason      string // why the lock may be taken, for logs and Events
+	metric      string // the reason label of lifelock_acquisitions_total
+	previous    string // the previous holder's identity, for logs and Events
+	events      int    // the lock events observed when it was judged
 }
 
 // answer is one Get verdict.
@@ -110,11 +114,13 @@ type core struct {
 	lockBrokenSince time.Time             // when lockErr was first set
 
 	// The last lock version seen, deleted or not: a lock that vanishes is judged by its last state.
-	holder     *PodRef // its holder's Pod (nil: released, or a plain client-go lease)
-	holderID   string  // its holder identity
-	settled    bool    // it carried SettledAnnotation
-	releasedBy string  // it was released, by this holder
-	lockEvents int     // lock events observed so far
+	holder   *PodRef // its holder's Pod (nil: released, or a plain client-go lease)
+	holderID string  // its holder identity
+	settled  bool    // it carried SettledAnnotation
+	// holderStops is the self-fencing bound its holder stated (StopsWithinAnnotation; 0: none).
+	holderStops time.Duration
+	releasedBy  string // it was released, by this holder
+	lockEvents  int    // lock events observed so far
 	// gap: versions this candidate never saw may have come after the last one it saw (the lock watch failed
 	// since, or the lock was seen deleted only by a re-list, its final state unknown), so, while the lock is
 	// absent, that last version proves nothing.
@@ -148,6 +154,7 @@ func (c *core) observeLock(lease *coordinationv1.Lease, deleted bool) {
 		}
 	}
 	c.settled = settledOf(lease)
+	c.holderStops = stopsWithinOf(lease)
 	c.releasedBy = ""
 	if owner, ok := lockHolder(lease); ok {
 		c.holder, c.holderID = &owner, holderOf(lease)
@@ -293,7 +300,11 @@ func (c *core) judgeView() answer {
 				// holder is self-fencing; wait for its Pod to go.
 				return held(c.holderID, resourcelock.LeaderElectionRecord{})
 			default:
-				return answer{confirm: h, judged: &judgement{kind: judgedAbsent, proven: !c.gap && c.settled && c.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: c.holderID}}
+				j := &judgement{kind: judgedAbsent, proven: !c.gap && c.settled && c.stopped[h.UID], reason: v.String(), metric: v.metric(), previous: c.holderID}
+				if !c.gap && c.settled {
+					j.holderStops = c.holderStops
+				}
+				return answer{confirm: h, judged: j}
 			}
 		}
 		if c.releasedBy != "" {
@@ -318,7 +329,11 @@ func (c *core) judgeView() answer {
 			return held(holderOf(lease), base)
 		default:
 			r := freeRecord(base)
-			return answer{record: &r, confirm: &owner, judged: &judgement{kind: judgedTakeover, lease: lease, proven: settledOf(lease) && c.stopped[owner.UID], reason: v.String(), metric: v.metric(), previous: holderOf(lease)}}
+			j := &judgement{kind: judgedTakeover, lease: lease, proven: settledOf(lease) && c.stopped[owner.UID], reason: v.String(), metric: v.metric(), previous: holderOf(lease)}
+			if settledOf(lease) {
+				j.holderStops = stopsWithinOf(lease)
+			}
+			return answer{record: &r, confirm: &owner, judged: j}
 		}
 	}
 	if holderOf(lease) == "" {
@@ -354,14 +369,18 @@ func (c *core) take(kinds ...judgedKind) (*judgement, error) {
 	return nil, fmt.Errorf("lock %s: %w: it is not free", c.cfg.desc, ErrNotAcquired)
 }
 
-// graceFor is how long an acquisition judged j waits, after its write, before it reports success.
-// recordLease is the lease duration, in whole seconds, of the record client-go's elector handed to Create
-// or Update. An elector running a longer lease duration than the timings the grace was derived from runs
-// unknown timings: the grace is raised to cover the slowest self-fencing any valid timings with that lease
-// duration allow, and raised says so.
+// graceFor is how long an acquisition judged j waits, after its write, before it reports success: nothing
+// when proven; with a derived grace, the bound the only holder that may still run stated, if it did; else
+// the configured grace. recordLease is the lease duration, in whole seconds, of the record client-go's
+// elector handed to Create or Update. An elector running a longer lease duration than the timings the grace
+// was derived from runs unknown timings: the grace is raised to cover the slowest self-fencing any valid
+// timings with that lease duration allow, and raised says so.
 func (c *core) graceFor(j *judgement, recordLease int) (grace time.Duration, raised bool) {
 	if j.proven {
 		return 0, false
+	}
+	if c.cfg.graceDerived && j.holderStops > 0 {
+		return j.holderStops, false
 	}
 	grace = c.cfg.grace
 	if c.cfg.graceDerived && time.Duration(recordLease)*time.Second > c.cfg.leaseDuration {

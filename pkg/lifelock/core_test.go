@@ -1,6 +1,7 @@
 package lifelock
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ var (
 
 // lockHeldBy is a lock version held by p, with resourceVersion rv, settled or not.
 func lockHeldBy(p PodRef, rv string, settled bool) *coordinationv1.Lease {
-	l := newLock("ns", "lock", p, t0, settled)
+	l := newLock("ns", "lock", p, t0, settled, 0)
 	l.UID, l.ResourceVersion = "uid-lock", rv
 	return l
 }
@@ -284,7 +285,7 @@ func TestAcquisition(t *testing.T) {
 	c.watchPod(podB.Name)
 	c.pod.synced = true
 	c.observePod(podB.Name, podState(podB, corev1.PodRunning, false, false), false)
-	written := takenOver(judged, podB, t0, false)
+	written := takenOver(judged, podB, t0, false, 0)
 	written.ResourceVersion = "2"
 	c.startAcquisition(written, "1", &judgement{kind: judgedTakeover, events: c.lockEvents}, time.Second, t0)
 	end := t0.Add(time.Second)
@@ -328,7 +329,7 @@ func TestCreationAfterAnotherVersionPaysTheGrace(t *testing.T) {
 	other.UID = "uid-other"
 	c.observeLock(other, false)
 	c.observeLock(other, true)
-	ours := newLock("ns", "lock", podB, t0, false)
+	ours := newLock("ns", "lock", podB, t0, false, 0)
 	ours.UID, ours.ResourceVersion = "uid-ours", "4"
 	c.startAcquisition(ours, "", a.judged, 0, t0)
 	c.observeLock(ours, false)
@@ -348,7 +349,7 @@ func TestConfirmUnseenAcquisition(t *testing.T) {
 	c.pod.synced = true
 	running := podState(podB, corev1.PodRunning, false, false)
 	c.observePod(podB.Name, running, false)
-	ours := newLock("ns", "lock", podB, t0, false)
+	ours := newLock("ns", "lock", podB, t0, false, 0)
 	ours.UID, ours.ResourceVersion = "uid-ours", "4"
 	c.startAcquisition(ours, "", &judgement{kind: judgedAbsent, proven: true, events: c.lockEvents}, 0, t0)
 	later := t0.Add(confirmUnseenAfter)
@@ -381,3 +382,83 @@ var errTest = errTestType("watch failed")
 type errTestType string
 
 func (e errTestType) Error() string { return string(e) }
+
+// TestStatedFenceBound: a successor that cannot prove the holder stopped waits the bound the holder stated
+// (StopsWithinAnnotation) only when no earlier holder may still run (a settled version) and the statement
+// is the holder's own; anything else pays the configured grace.
+func TestStatedFenceBound(t *testing.T) {
+	const stated = 350 * time.Millisecond
+	full := 1100 * time.Millisecond
+	running := podState(podA, corev1.PodRunning, false, false)
+	stating := func(rv string, settled bool) *coordinationv1.Lease {
+		l := lockHeldBy(podA, rv, settled)
+		l.Annotations = withStopsWithin(l.Annotations, identityFor(podA), stated)
+		return l
+	}
+	// carried is a version held by a whose statement names the holder before it: written by a writer
+	// that keeps annotations it does not know (an older lifelock's takeover, client-go's Lease lock).
+	carried := func() *coordinationv1.Lease {
+		l := lockHeldBy(podA, "1", true)
+		l.Annotations = withStopsWithin(l.Annotations, "old_uid-old", stated)
+		return l
+	}
+	forceDeleted := func(l *coordinationv1.Lease) []step {
+		return []step{sawLock(l), sawPod(podA, running), sawPodGone(podA, running)}
+	}
+	for _, tc := range []struct {
+		name     string
+		steps    []step
+		explicit bool
+		want     time.Duration
+	}{
+		{"holder force-deleted, settled, stated: its bound", forceDeleted(stating("1", true)), false, stated},
+		{"holder force-deleted, unsettled: an earlier holder may run", forceDeleted(stating("1", false)), false, full},
+		{"holder force-deleted, nothing stated", forceDeleted(lockHeldBy(podA, "1", true)), false, full},
+		{"a statement naming another holder counts as none", forceDeleted(carried()), false, full},
+		{"lock collected after a force delete, settled, stated: its bound", append(forceDeleted(stating("1", true)), sawLockGone(stating("1", true))), false, stated},
+		{"lock collected, but the lock watch failed since: the last version seen may not be the last", append(forceDeleted(stating("1", true)),
+			sawLockGone(stating("1", true)), func(c *core) { c.setLockErr(errors.New("watch failed"), t0); c.setLockErr(nil, t0) }), false, full},
+		{"an explicit grace is kept", forceDeleted(stating("1", true)), true, full},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := follower()
+			c.cfg.graceDerived = !tc.explicit
+			for _, s := range tc.steps {
+				s(c)
+			}
+			a := c.judge()
+			if a.judged == nil || a.judged.proven {
+				t.Fatalf("judged %+v; want an unproven acquisition", a.judged)
+			}
+			if got, _ := c.graceFor(a.judged, 1); got != tc.want {
+				t.Fatalf("graceFor = %s; want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStopsWithinAnnotation(t *testing.T) {
+	l := newLock("ns", "lock", podA, t0, true, 350*time.Millisecond)
+	if got := l.Annotations[StopsWithinAnnotation]; got != "350ms a_uid-a" {
+		t.Fatalf("newLock states %q; want %q", got, "350ms a_uid-a")
+	}
+	if got := stopsWithinOf(l); got != 350*time.Millisecond {
+		t.Fatalf("stopsWithinOf(newLock) = %s", got)
+	}
+	// A takeover states its own bound, or removes the previous holder's.
+	if got := takenOver(l, podB, t0, true, 0).Annotations[StopsWithinAnnotation]; got != "" {
+		t.Fatalf("a takeover that states nothing kept %q", got)
+	}
+	if got := stopsWithinOf(takenOver(l, podB, t0, true, time.Second)); got != time.Second {
+		t.Fatalf("stopsWithinOf(takenOver) = %s; want 1s", got)
+	}
+	if got := releasedLease(l, t0, true).Annotations[StopsWithinAnnotation]; got != "" {
+		t.Fatalf("a release kept %q", got)
+	}
+	for _, bad := range []string{"", "350ms", "350ms b_uid-b", "-1s a_uid-a", "soon a_uid-a", "0s a_uid-a"} {
+		l.Annotations[StopsWithinAnnotation] = bad
+		if got := stopsWithinOf(l); got != 0 {
+			t.Errorf("stopsWithinOf(%q) = %s; want 0 (none)", bad, got)
+		}
+	}
+}

@@ -47,6 +47,17 @@ const (
 // Pod went away, would hand its successor a proof it never had. Both kinds carry it.
 const SettledAnnotation = "lifelock.dev/settled"
 
+// StopsWithinAnnotation is a holder's own statement of how soon it stops acting once its loss is visible to
+// it, written with its acquisition: "<duration> <holder identity>", such as "350ms pod-a_5f0c...". A
+// candidate writes it when its program stops all leader work as soon as Lock.Lost is closed
+// (Options.StopsOnLost; Become and package manageropts set it): TimingsFor's FenceBound. A successor that
+// finds such a holder not proven stopped, on a settled version (no earlier holder may still run), waits this
+// long after its write instead of the full acquisition grace. It names the holder, so that a writer that
+// keeps annotations it does not know (an older lifelock, client-go's Lease lock) never hands one holder's
+// statement on to the next: a statement that names another holder, or none, counts as absent. Both kinds
+// carry it.
+const StopsWithinAnnotation = "lifelock.dev/stops-within"
+
 // Annotations a ConfigMap lock carries beyond operator-lib's format (besides SettledAnnotation). A lock
 // lifelock creates has neither; operator-lib ignores both.
 const (
@@ -229,7 +240,8 @@ func (s configMapStore) get(ctx context.Context, name string) (*coordinationv1.L
 }
 
 // create writes what operator-lib's Become writes, an empty ConfigMap with one Pod owner, plus
-// SettledAnnotation when the acquisition is settled (operator-lib ignores annotations).
+// SettledAnnotation when the acquisition is settled and the holder's StopsWithinAnnotation (operator-lib
+// ignores annotations).
 func (s configMapStore) create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, OwnerReferences: l.OwnerReferences, Labels: l.Labels}}
 	if n := ptr.Deref(l.Spec.LeaseTransitions, 0); n > 0 {
@@ -237,6 +249,12 @@ func (s configMapStore) create(ctx context.Context, l *coordinationv1.Lease) (*c
 	}
 	if settledOf(l) {
 		cm.Annotations = withSettled(cm.Annotations, true)
+	}
+	if v := l.Annotations[StopsWithinAnnotation]; v != "" {
+		if cm.Annotations == nil {
+			cm.Annotations = map[string]string{}
+		}
+		cm.Annotations[StopsWithinAnnotation] = v
 	}
 	created, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, cm, metav1.CreateOptions{})
 	if err != nil {
@@ -255,6 +273,7 @@ func (s configMapStore) takeOver(ctx context.Context, old, l *coordinationv1.Lea
 			TransitionsAnnotation: strconv.Itoa(int(ptr.Deref(l.Spec.LeaseTransitions, 0))),
 			ReleasedAnnotation:    nil,
 			SettledAnnotation:     settledValue(settledOf(l)),
+			StopsWithinAnnotation: stringOrNull(l.Annotations[StopsWithinAnnotation]),
 		},
 	})
 }
@@ -272,11 +291,19 @@ func settledValue(settled bool) any {
 	return nil
 }
 
+// stringOrNull is an annotation's value in a merge patch: s, or null to remove it when empty.
+func stringOrNull(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 // release marks the lock released (lifelock followers may take it over from then on, and see it as free
 // once it is gone) and then deletes it, so that operator-lib candidates can create it. Both writes are
 // conditional: if a follower took the marked lock over first, the delete fails and the lock is left to it.
 func (s configMapStore) release(ctx context.Context, cur *coordinationv1.Lease, identity string, settled bool) error {
-	marked, err := s.patch(ctx, cur, map[string]any{"annotations": map[string]any{ReleasedAnnotation: identity, SettledAnnotation: settledValue(settled)}})
+	marked, err := s.patch(ctx, cur, map[string]any{"annotations": map[string]any{ReleasedAnnotation: identity, SettledAnnotation: settledValue(settled), StopsWithinAnnotation: nil}})
 	if err != nil {
 		return err
 	}

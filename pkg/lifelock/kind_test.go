@@ -121,7 +121,7 @@ func TestConfigMapCanonical(t *testing.T) {
 
 // A Lease store reads the Lease itself.
 func TestLeaseCanonical(t *testing.T) {
-	l := newLock("ns", "lock", PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}, time.Now(), false)
+	l := newLock("ns", "lock", PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}, time.Now(), false, 0)
 	got, ok := leaseStore{}.canonical(l)
 	if !ok || got != l {
 		t.Errorf("leaseStore.canonical = %v, %v; want the Lease itself", got, ok)

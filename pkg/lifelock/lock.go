@@ -386,12 +386,15 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 
 // spreadDelay is how long a follower that found the lock free waits before it tries (Options.AcquireSpread):
 // a random time up to spread if its acquisition is proven (every earlier holder is proven stopped, so the
-// new leader starts at once), and one more spread if not, so that a proven candidate, if there is one,
-// takes the lock first rather than one that would make everybody wait the acquisition grace.
+// new leader starts at once), and half a spread more if not, so that a proven candidate, if there is one,
+// most often takes the lock first rather than one that would make everybody wait the acquisition grace.
 func spreadDelay(spread time.Duration, proven bool) time.Duration {
+	if spread <= 0 {
+		return 0
+	}
 	d := rand.N(spread)
 	if !proven {
-		d += spread
+		d += spread / 2
 	}
 	return d
 }
@@ -469,10 +472,12 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	// Written unsettled even when proven: a creation's only precondition is that the lock is absent, so
 	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
-	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false), l.opts.Labels))
+	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false, stopsWithinFor(l.opts)), l.opts.Labels))
 	if err != nil {
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
+		// There is no next Get if the elector is giving up.
+		l.abandonUnknown(ctx)
 		return fmt.Errorf("creating lock %s: %w", l.Describe(), err)
 	}
 	return l.finishAcquisition(ctx, created, "", j, ler.LeaseDurationSeconds)
@@ -500,13 +505,24 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	if j.kind == judgedOurs {
 		// Held by this Pod already: a restarted container of the holder's Pod (the socket proves the
-		// previous process is gone), or a write of this process whose reply was lost. Nothing to write.
+		// previous process is gone), or a write of this process whose reply was lost. Nothing to write,
+		// unless the lock states another self-fencing bound than this process would: the previous process
+		// may have run another program (an image changed in place, a second container of the Pod).
+		if d := stopsWithinFor(l.opts); stopsWithinOf(j.lease) != d {
+			restated, err := l.store.takeOver(ctx, j.lease, restated(j.lease, d))
+			if err != nil {
+				l.abandonUnknown(ctx)
+				return fmt.Errorf("restating the fence bound in lock %s: %w", l.Describe(), err)
+			}
+			return l.finishAcquisition(ctx, restated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
+		}
 		return l.finishAcquisition(ctx, j.lease, "", j, ler.LeaseDurationSeconds)
 	}
-	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven))
+	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven, stopsWithinFor(l.opts)))
 	if err != nil {
 		// NotFound (the garbage collector deleted a gone holder's lock meanwhile) and Conflict both mean the
 		// lock changed since it was judged: the elector asks Get again, which judges what is there now.
+		l.abandonUnknown(ctx)
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
 	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
@@ -659,6 +675,37 @@ func (l *Lock) abandon(written *coordinationv1.Lease) {
 		l.mu.Unlock()
 		l.log.Error(err, "Could not release a lock acquired during shutdown; it is freed when this Pod is gone")
 	}
+}
+
+// abandonUnknown is called after an acquisition's write failed. If ctx has ended (the elector is giving
+// up), the write may still have been stored with its reply cut off, leaving the lock held by this live Pod
+// with no process of it to lead or release it. It reads the lock live and, if this Pod holds it and this
+// process never led, releases it with the version's own settled mark, as abandon does.
+func (l *Lock) abandonUnknown(ctx context.Context) {
+	if ctx.Err() == nil {
+		return // the elector asks Get again, which finds a stored write as this Pod's and re-acquires it
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cur, err := l.store.get(rctx, l.name)
+	if err != nil {
+		l.log.Error(err, "Could not read the lock after a write cut off by shutdown; if the write was stored, the lock is freed when this Pod is gone")
+		return
+	}
+	l.mu.Lock()
+	ours := cur != nil && l.core.phase == following && holderOf(cur) == l.identity
+	l.mu.Unlock()
+	if !ours {
+		return
+	}
+	if err := l.store.release(rctx, cur, l.identity, settledOf(cur)); err != nil {
+		l.mu.Lock()
+		l.core.lose()
+		l.mu.Unlock()
+		l.log.Error(err, "Could not release a lock whose write was cut off by shutdown; it is freed when this Pod is gone")
+		return
+	}
+	l.log.Info("Released a lock whose write was cut off by shutdown", "lockUID", string(cur.UID))
 }
 
 // release marks the lock free (client-go's release on cancel), but only once the leader's work has stopped

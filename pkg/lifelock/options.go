@@ -24,6 +24,12 @@ const (
 	// leader to notice its loss and for its process to stop acting.
 	DefaultExitMargin = 400 * time.Millisecond
 
+	// DefaultFenceMargin is what a fence bound (FenceBoundFor) allows, beyond one retry period, for a leader
+	// whose program stops on Lock.Lost to see its loss and stop acting: a watch event's delay, or a renewal's
+	// live read while a watch fails, then the cancellation of its leader work and a scheduling delay. The
+	// self-fencing measured on the test control plane takes 5 to 25 ms of it (docs/design.md).
+	DefaultFenceMargin = 250 * time.Millisecond
+
 	// DefaultAcquireSpread is the default Options.AcquireSpread.
 	DefaultAcquireSpread = 100 * time.Millisecond
 
@@ -44,6 +50,10 @@ type Timings struct {
 	RenewDeadline    time.Duration // LeaderElectionConfig.RenewDeadline
 	LeaseDuration    time.Duration // LeaderElectionConfig.LeaseDuration: never written, only validated and copied into records
 	AcquisitionGrace time.Duration // Options.AcquisitionGrace: covers a previous leader's self-fencing under these timings
+	// FenceBound is how soon a leader that stops on Lock.Lost (Options.StopsOnLost) stops acting once its
+	// loss is visible: what it states in StopsWithinAnnotation, and what its successors then wait instead
+	// of AcquisitionGrace.
+	FenceBound time.Duration
 }
 
 // TimingsFor returns the timings for an elector with these retry period and renew deadline (zero for
@@ -62,7 +72,17 @@ func TimingsFor(retryPeriod, renewDeadline time.Duration) Timings {
 		RenewDeadline:    renewDeadline,
 		LeaseDuration:    max(DefaultLeaseDuration, 2*renewDeadline),
 		AcquisitionGrace: AcquisitionGraceFor(retryPeriod, renewDeadline),
+		FenceBound:       FenceBoundFor(retryPeriod),
 	}
+}
+
+// FenceBoundFor returns how soon a leader whose program stops all leader work when Lock.Lost is closed
+// stops acting after its loss became visible, with this retry period: the watches show the loss within the
+// fence margin; while a watch fails, the next renewal (at most one retry period away) reads the lock and
+// this Pod live and finds it. A leader that relies on the elector alone needs AcquisitionGraceFor instead:
+// the elector learns of the loss at a renewal and then retries until its renew deadline.
+func FenceBoundFor(retryPeriod time.Duration) time.Duration {
+	return retryPeriod + DefaultFenceMargin
 }
 
 // AcquisitionGraceFor returns the acquisition grace that covers the self-fencing bound of a previous
@@ -107,7 +127,20 @@ type Options struct {
 	// Default: TimingsFor(RetryPeriod, RenewDeadline).AcquisitionGrace; and then, should the elector hand the
 	// lock a record with a longer lease duration than LeaseDuration (it runs other timings than the lock was
 	// told), the grace is raised to cover any timings with that lease duration, and an error is logged once.
+	// With the default, a holder that stated its own bound (StopsWithinAnnotation) on a settled lock version
+	// is waited for that long instead.
 	AcquisitionGrace *time.Duration
+
+	// StopsOnLost, if set, reports whether this program stops all of its leader work as soon as Lost is
+	// closed, well within the fence margin (DefaultFenceMargin), whatever that work is doing; it is asked at
+	// each acquisition. Package manageropts sets it (true once the manager's leader-only runnables are
+	// counted: it then makes the manager return at once on a loss), and so does Become (its default
+	// WithOnLost exits the process). When it reports true, the lock states its fence bound
+	// (TimingsFor(RetryPeriod, RenewDeadline).FenceBound: 350 ms with the default timings) in
+	// StopsWithinAnnotation, and a successor that cannot prove this Pod stopped waits that long instead of
+	// the full acquisition grace (1.1 s). Leave it unset when leader work may go on after Lost is closed
+	// (the elector's OnStoppedLeading is then what stops it). Default: nil (false).
+	StopsOnLost func() bool
 
 	// AcquireSpread spreads the candidates' attempts when the lock becomes free (its holder's Pod is gone,
 	// or it was released). A follower that finds it free waits on its watches for a random time up to
@@ -116,8 +149,8 @@ type Options struct {
 	// they have seen it succeed send nothing: without a spread every follower sends a GET and a write at the same moment
 	// (with 100 candidates, ~200 requests per failover that mostly fail). With a single follower the spread
 	// adds AcquireSpread/2 to a failover on average. A follower that could not prove the previous holders
-	// stopped (so its acquisition would pay the grace) waits one more AcquireSpread, so that a follower that
-	// could, if there is one, goes first. Zero makes every follower try at once.
+	// stopped (so its acquisition would pay the grace) waits half an AcquireSpread more, so that a follower
+	// that could, if there is one, most often goes first. Zero makes every follower try at once.
 	// Default: DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 
@@ -199,6 +232,16 @@ func (o Options) setDefaults() Options {
 		o.Logger = &l
 	}
 	return o
+}
+
+// stopsWithinFor is the self-fencing bound a lock with these (defaulted) options states in
+// StopsWithinAnnotation when it writes an acquisition: its fence bound if its program stops on Lost, else
+// none.
+func stopsWithinFor(o Options) time.Duration {
+	if o.StopsOnLost == nil || !o.StopsOnLost() {
+		return 0
+	}
+	return FenceBoundFor(o.RetryPeriod)
 }
 
 // validate checks the options that New cannot default.

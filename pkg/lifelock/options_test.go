@@ -54,16 +54,20 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 	}
 }
 
-// A follower whose acquisition is proven tries within the spread; one that is not waits past it, so that a
-// proven candidate takes a free lock first and nobody waits the grace for nothing.
+// A follower whose acquisition is proven tries within the spread; one that is not waits half a spread
+// more, so that a proven candidate most often takes a free lock first and nobody waits the grace for
+// nothing.
 func TestSpreadDelayLetsProvenCandidatesGoFirst(t *testing.T) {
 	const spread = 100 * time.Millisecond
 	for range 1000 {
 		if d := spreadDelay(spread, true); d < 0 || d >= spread {
 			t.Fatalf("proven: %s, want in [0, %s)", d, spread)
 		}
-		if d := spreadDelay(spread, false); d < spread || d >= 2*spread {
-			t.Fatalf("unproven: %s, want in [%s, %s)", d, spread, 2*spread)
+		if d := spreadDelay(spread, false); d < spread/2 || d >= spread*3/2 {
+			t.Fatalf("unproven: %s, want in [%s, %s)", d, spread/2, spread*3/2)
 		}
+	}
+	if d := spreadDelay(0, false); d != 0 {
+		t.Fatalf("no spread: %s, want 0", d)
 	}
 }

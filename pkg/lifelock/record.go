@@ -86,6 +86,37 @@ func withSettled(annotations map[string]string, settled bool) map[string]string 
 	return out
 }
 
+// stopsWithinOf returns the self-fencing bound a lock version's holder stated (StopsWithinAnnotation), or 0
+// when it stated none, or the statement names another holder or is malformed.
+func stopsWithinOf(l *coordinationv1.Lease) time.Duration {
+	d, id, ok := strings.Cut(l.Annotations[StopsWithinAnnotation], " ")
+	if !ok || id == "" || id != holderOf(l) {
+		return 0
+	}
+	v, err := time.ParseDuration(d)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return v
+}
+
+// withStopsWithin returns annotations with StopsWithinAnnotation stating that holder stops within d, or
+// without it when d is 0 (a copy; nil when empty).
+func withStopsWithin(annotations map[string]string, holder string, d time.Duration) map[string]string {
+	out := map[string]string{}
+	for k, v := range annotations {
+		out[k] = v
+	}
+	delete(out, StopsWithinAnnotation)
+	if d > 0 {
+		out[StopsWithinAnnotation] = d.String() + " " + holder
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // holderOf returns a lease's holder identity ("" when free).
 func holderOf(l *coordinationv1.Lease) string { return ptr.Deref(l.Spec.HolderIdentity, "") }
 
@@ -102,14 +133,15 @@ func heldSpec(holder PodRef, transitions int32, now time.Time) coordinationv1.Le
 }
 
 // newLock is the object a candidate creates to acquire a lock that does not exist. settled says whether
-// every earlier holder is proven stopped (SettledAnnotation).
-func newLock(namespace, name string, holder PodRef, now time.Time, settled bool) *coordinationv1.Lease {
+// every earlier holder is proven stopped (SettledAnnotation); stopsWithin is the holder's self-fencing
+// bound, stated as StopsWithinAnnotation (0: none).
+func newLock(namespace, name string, holder PodRef, now time.Time, settled bool, stopsWithin time.Duration) *coordinationv1.Lease {
 	return &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:       namespace,
 			Name:            name,
 			OwnerReferences: []metav1.OwnerReference{ownerRefFor(holder)},
-			Annotations:     withSettled(nil, settled),
+			Annotations:     withStopsWithin(withSettled(nil, settled), identityFor(holder), stopsWithin),
 		},
 		Spec: heldSpec(holder, 0, now),
 	}
@@ -128,13 +160,22 @@ func withLabels(l *coordinationv1.Lease, labels map[string]string) *coordination
 }
 
 // takenOver returns old, held by holder from now on as the next term. Labels and other annotations are
-// kept; ownerReferences to other Pods are dropped; SettledAnnotation is set as settled says.
-func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time, settled bool) *coordinationv1.Lease {
+// kept; ownerReferences to other Pods are dropped; SettledAnnotation is set as settled says, and
+// StopsWithinAnnotation as stopsWithin does.
+func takenOver(old *coordinationv1.Lease, holder PodRef, now time.Time, settled bool, stopsWithin time.Duration) *coordinationv1.Lease {
 	l := old.DeepCopy()
 	l.OwnerReferences = append(withoutPodOwners(l.OwnerReferences), ownerRefFor(holder))
-	l.Annotations = withSettled(l.Annotations, settled)
+	l.Annotations = withStopsWithin(withSettled(l.Annotations, settled), identityFor(holder), stopsWithin)
 	l.Spec = heldSpec(holder, ptr.Deref(old.Spec.LeaseTransitions, 0)+1, now)
 	return l
+}
+
+// restated returns l, held by the same holder in the same term, stating that it stops within d
+// (StopsWithinAnnotation; 0: none): a process that re-acquires its Pod's lock states its own bound.
+func restated(l *coordinationv1.Lease, d time.Duration) *coordinationv1.Lease {
+	r := l.DeepCopy()
+	r.Annotations = withStopsWithin(r.Annotations, holderOf(l), d)
+	return r
 }
 
 // settledLease returns l with SettledAnnotation set: the write of a holder whose acquisition grace has
@@ -151,7 +192,7 @@ func settledLease(l *coordinationv1.Lease) *coordinationv1.Lease {
 // gives up a lock it never led with.
 func releasedLease(l *coordinationv1.Lease, now time.Time, settled bool) *coordinationv1.Lease {
 	r := l.DeepCopy()
-	r.Annotations = withSettled(r.Annotations, settled)
+	r.Annotations = withStopsWithin(withSettled(r.Annotations, settled), "", 0)
 	r.OwnerReferences = withoutPodOwners(r.OwnerReferences)
 	t := metav1.NewMicroTime(now)
 	r.Spec.HolderIdentity = ptr.To("")

@@ -88,7 +88,7 @@ func TestLockFormat(t *testing.T) {
 	a := PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}
 	b := PodRef{Namespace: "ns", Name: "b", UID: "uid-b"}
 
-	l := newLock("ns", "lock", a, now, false)
+	l := newLock("ns", "lock", a, now, false, 0)
 	if got, ok := podOwner(l); !ok || got != a {
 		t.Fatalf("podOwner(newLock) = %v, %v; want %v", got, ok, a)
 	}
@@ -101,7 +101,7 @@ func TestLockFormat(t *testing.T) {
 
 	l.Labels = map[string]string{"keep": "me"}
 	l.OwnerReferences = append(l.OwnerReferences, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "d", UID: "d"})
-	taken := takenOver(l, b, now.Add(time.Minute), false)
+	taken := takenOver(l, b, now.Add(time.Minute), false, 0)
 	if got, _ := podOwner(taken); got != b {
 		t.Errorf("takenOver owner = %v, want %v", got, b)
 	}
@@ -140,7 +140,7 @@ func TestRecordOfPlainLease(t *testing.T) {
 
 // Options.Labels go on a lock a candidate creates (admission policies may require them).
 func TestLockLabels(t *testing.T) {
-	l := withLabels(newLock("ns", "lock", PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}, time.Now(), false), map[string]string{"team": "infra"})
+	l := withLabels(newLock("ns", "lock", PodRef{Namespace: "ns", Name: "a", UID: "uid-a"}, time.Now(), false, 0), map[string]string{"team": "infra"})
 	if l.Labels["team"] != "infra" || len(l.Labels) != 1 {
 		t.Fatalf("labels = %v", l.Labels)
 	}

@@ -69,22 +69,35 @@ var (
 
 // Model bounds (see above) and timings.
 const (
-	simRetry  = DefaultRetryPeriod
-	simRenew  = DefaultRenewDeadline
-	simLease  = DefaultLeaseDuration
-	maxLag    = 60 * time.Millisecond
-	maxPause  = 100 * time.Millisecond
-	maxExit   = 200 * time.Millisecond
-	simQuiet  = 12 * time.Second // the quiet period before the liveness check
-	simLength = 6 * time.Second  // when disruptions may come
+	simRetry = DefaultRetryPeriod
+	simRenew = DefaultRenewDeadline
+	simLease = DefaultLeaseDuration
+	maxLag   = 60 * time.Millisecond
+	maxPause = 100 * time.Millisecond
+	maxExit  = 200 * time.Millisecond
+	// maxStopOnLost: a program that stops on Lost has stopped acting this long after Lost closed (the
+	// manager returns at once; the process exits).
+	maxStopOnLost = 50 * time.Millisecond
+	simQuiet      = 12 * time.Second // the quiet period before the liveness check
+	simLength     = 6 * time.Second  // when disruptions may come
 )
 
 // simParams are the protections a run may remove, to show that the simulation finds what they prevent.
 type simParams struct {
 	grace time.Duration
+	// fenceBound is what a candidate whose program stops on Lost states in StopsWithinAnnotation.
+	fenceBound time.Duration
+	// spread is Options.AcquireSpread.
+	spread time.Duration
+	// stopsOnLost is the share of candidates whose program stops on Lost (manageropts, Become); the others
+	// rely on the elector alone (plain client-go, older lifelock versions). Zero keeps the schedules of
+	// seeds found before the Lost path was modelled.
+	stopsOnLost float64
 }
 
-func defaultSimParams() simParams { return simParams{grace: AcquisitionGraceFor(simRetry, simRenew)} }
+func defaultSimParams() simParams {
+	return simParams{grace: AcquisitionGraceFor(simRetry, simRenew), fenceBound: FenceBoundFor(simRetry), spread: DefaultAcquireSpread, stopsOnLost: 0.5}
+}
 
 // --- the world ---
 
@@ -113,12 +126,15 @@ func (q *eventQueue) Pop() any {
 }
 
 type world struct {
-	p     simParams
-	rng   *rand.Rand
-	now   time.Duration
-	q     eventQueue
-	seq   int64
-	steps int
+	p   simParams
+	rng *rand.Rand
+	// lostRng draws what only the Lost path uses, so that with stopsOnLost at 0 a seed's schedule is the
+	// one it was before that path was modelled.
+	lostRng *rand.Rand
+	now     time.Duration
+	q       eventQueue
+	seq     int64
+	steps   int
 
 	// The API server.
 	rv      int64
@@ -329,6 +345,9 @@ type proc struct {
 	terminating      bool
 	leading          bool
 	runnablesStopped bool // the leader-only runnables have returned
+	stopsOnLost      bool // its program stops as soon as Lost closes (Options.StopsOnLost)
+	lostClosed       bool // Lost has closed
+	releasing        bool // it is writing its release (Lock.releasing): the watch shows that, not a loss
 	stubborn         bool // its runnables ignore cancellation for a while
 }
 
@@ -375,6 +394,7 @@ func (p *proc) deliver(sw *simWatch, f func()) {
 // changed is called after the process's view changed: the core may need a new watch, and a waiting
 // coroutine wakes.
 func (p *proc) changed() {
+	p.noteLoss()
 	p.follow()
 	if p.waiting != nil && p.waiting.onChange {
 		p.wake()
@@ -421,7 +441,14 @@ func (p *proc) resume() {
 	}
 	w := p.w
 	if w.now < p.pausedUntil {
-		w.at(p.pausedUntil, p.resume)
+		// Resume once the pause ends, unless it has been resumed otherwise by then: a wake and a timer that
+		// both fell into the pause must not resume it twice (the second would cut short what it waits for).
+		tok := p.token
+		w.at(p.pausedUntil, func() {
+			if p.token == tok {
+				p.resume()
+			}
+		})
 		return
 	}
 	p.waiting = nil
@@ -461,6 +488,45 @@ func (p *proc) exit(why string) {
 	}
 	p.w.socketFreed(p)
 	p.w.containerExited(p)
+}
+
+// stated is the self-fencing bound this process states with its acquisitions (StopsWithinAnnotation).
+func (p *proc) stated() time.Duration {
+	if !p.stopsOnLost {
+		return 0
+	}
+	return p.w.p.fenceBound
+}
+
+// noteLoss is Lock.noteLossLocked: Lost closes as soon as the watched state shows the loss.
+func (p *proc) noteLoss() {
+	c := p.core
+	if c.phase == leading && !c.term.IsZero() && !p.releasing && c.lossOf(c.termUID) != "" {
+		p.closeLost()
+	}
+}
+
+// closeLost closes Lost (once). A program that stops on it stops acting within maxStopOnLost, whatever its
+// runnables do: manageropts makes the manager return at once, and the process exits (a pause delays that).
+func (p *proc) closeLost() {
+	if p.lostClosed || !p.alive {
+		return
+	}
+	p.lostClosed = true
+	if !p.stopsOnLost {
+		return
+	}
+	w := p.w
+	p.logf("Lost closed")
+	var stop func()
+	stop = func() {
+		if w.now < p.pausedUntil {
+			w.at(p.pausedUntil, stop)
+			return
+		}
+		p.exit("leader election lost (Lost)")
+	}
+	w.after(time.Duration(w.lostRng.Int64N(int64(maxStopOnLost))), stop)
 }
 
 // --- acting and the checks ---
@@ -574,6 +640,7 @@ func (w *world) startProc(pod *corev1.Pod) *proc {
 	p.name = fmt.Sprintf("p%d(%s)", p.id, pod.Name)
 	p.core = newCore(ref, coreConfig{desc: "ns/lock", grace: w.p.grace, graceDerived: true, leaseDuration: simLease})
 	p.stubborn = w.chance(0.05)
+	p.stopsOnLost = w.p.stopsOnLost > 0 && w.lostRng.Float64() < w.p.stopsOnLost
 	w.procs = append(w.procs, p)
 	w.logf("%s starts", p.name)
 	// New: it finds its own Pod by name and UID; then the watches and the socket start.
@@ -714,15 +781,18 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 	}
 	deadline := w.now + 5*time.Second
 	var spreadUntil time.Duration
-	spread := DefaultAcquireSpread
+	spread := w.p.spread
 	for {
 		a := c.judge()
 		mayWait := c.phase == following
 		if mayWait && a.judged != nil && a.judged.kind != judgedOurs {
 			if spreadUntil == 0 {
-				spreadUntil = w.now + time.Duration(w.rng.Int64N(int64(spread))) // as spreadDelay
+				spreadUntil = w.now // as spreadDelay
+				if spread > 0 {
+					spreadUntil += time.Duration(w.rng.Int64N(int64(spread)))
+				}
 				if !a.judged.proven {
-					spreadUntil += spread
+					spreadUntil += spread / 2
 				}
 			}
 			if w.now < spreadUntil {
@@ -777,9 +847,10 @@ func (p *proc) create(yield func(simWait) bool) error {
 		return err
 	}
 	created, err := p.call(yield, func() (*coordinationv1.Lease, error) {
-		return p.w.apiCreate(newLock("ns", "lock", p.pod, time.Time{}, false))
+		return p.w.apiCreate(newLock("ns", "lock", p.pod, time.Time{}, false, p.stated()))
 	})
 	if err != nil {
+		p.abandonUnknown(yield)
 		return err
 	}
 	return p.finish(yield, created, "", j, int(simLease/time.Second))
@@ -797,9 +868,11 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 			c.lose()
 			return errors.New("leader work still running")
 		}
+		p.releasing = true
 		_, err = p.call(yield, func() (*coordinationv1.Lease, error) {
 			return w.apiUpdate(releasedLease(cur, time.Time{}, true))
 		})
+		p.releasing = false
 		if err == nil {
 			c.phase = released
 		}
@@ -808,6 +881,7 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 	if c.phase == leading {
 		if !c.watchBroken() {
 			if r := c.renew(); r != "" {
+				p.closeLost()
 				return errors.New(r)
 			}
 			return nil
@@ -828,6 +902,7 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 			c.lose()
 		}
 		if reason != "" {
+			p.closeLost()
 			return errors.New(reason)
 		}
 		return nil
@@ -837,12 +912,21 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 		return err
 	}
 	if j.kind == judgedOurs {
+		if d := p.stated(); stopsWithinOf(j.lease) != d { // as Lock.Update: restate the bound
+			restatedLock, err := p.call(yield, func() (*coordinationv1.Lease, error) { return w.apiUpdate(restated(j.lease, d)) })
+			if err != nil {
+				p.abandonUnknown(yield)
+				return err
+			}
+			return p.finish(yield, restatedLock, j.lease.ResourceVersion, j, recordLease)
+		}
 		return p.finish(yield, j.lease, "", j, recordLease)
 	}
 	updated, err := p.call(yield, func() (*coordinationv1.Lease, error) {
-		return w.apiUpdate(takenOver(j.lease, p.pod, time.Time{}, j.proven))
+		return w.apiUpdate(takenOver(j.lease, p.pod, time.Time{}, j.proven, p.stated()))
 	})
 	if err != nil {
+		p.abandonUnknown(yield)
 		return err
 	}
 	return p.finish(yield, updated, j.lease.ResourceVersion, j, recordLease)
@@ -899,6 +983,27 @@ func (p *proc) finish(yield func(simWait) bool, written *coordinationv1.Lease, j
 			}
 			return errors.New("context canceled")
 		}
+	}
+}
+
+// abandonUnknown is Lock.abandonUnknown: after a failed acquisition write while the elector is being
+// cancelled (the write's reply cut off), a live read, and the release of a lock this Pod holds.
+func (p *proc) abandonUnknown(yield func(simWait) bool) {
+	w, c := p.w, p.core
+	if !p.electorCancelled {
+		return
+	}
+	var cur *coordinationv1.Lease
+	if _, err := p.call(yield, func() (*coordinationv1.Lease, error) { cur = w.lock; return nil, nil }); err != nil {
+		return
+	}
+	if cur == nil || c.phase != following || holderOf(cur) != c.identity {
+		return
+	}
+	if _, err := p.call(yield, func() (*coordinationv1.Lease, error) {
+		return w.apiUpdate(releasedLease(cur, time.Time{}, settledOf(cur)))
+	}); err != nil {
+		c.lose()
 	}
 }
 
@@ -1265,7 +1370,7 @@ func (w *world) leaderPod() string {
 
 // runSchedule runs the schedule of one seed and returns its violation ("" if none).
 func runSchedule(seed uint64, params simParams, states map[uint64]struct{}, tracing bool) (*world, string) {
-	w := &world{p: params, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), pods: map[string]*corev1.Pod{}, killing: map[types.UID]bool{},
+	w := &world{p: params, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), lostRng: rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed)), pods: map[string]*corev1.Pod{}, killing: map[types.UID]bool{},
 		acting: map[*proc]time.Duration{}, states: states, tracing: tracing}
 	n := 2 + w.rng.IntN(3)
 	for i := range n {
@@ -1415,11 +1520,29 @@ func TestSimulationFindsTwoLeadersWithoutGrace(t *testing.T) {
 	if raceEnabled {
 		count = 500
 	}
-	res := explore(0, count, simParams{grace: 0})
+	res := explore(0, count, simParams{grace: 0, spread: DefaultAcquireSpread})
 	if res.firstViolation == "" {
 		t.Fatalf("no violation in %d schedules with the grace at 0", res.schedules)
 	}
 	t.Logf("with grace 0: first violation at seed %d, after %d schedules: %s", res.violatingSeed, res.schedules, strings.SplitN(res.firstViolation, "\n", 2)[0])
+}
+
+// The simulation can fail: a holder that states a shorter bound than its program takes to stop on Lost
+// (here 1 ms) lets a successor act while it still acts. Without the spread, whose wait covers much of a
+// short bound, the successor acts soonest.
+func TestSimulationFindsTwoLeadersWithAShortStatedBound(t *testing.T) {
+
+	count := 5000
+	if raceEnabled {
+		count = 500
+	}
+	params := defaultSimParams()
+	params.fenceBound, params.stopsOnLost, params.spread = time.Millisecond, 1, 0
+	res := explore(0, count, params)
+	if res.firstViolation == "" {
+		t.Fatalf("no violation in %d schedules with a stated bound of 1 ms", res.schedules)
+	}
+	t.Logf("with a stated bound of 1 ms: first violation at seed %d, after %d schedules: %s", res.violatingSeed, res.schedules, strings.SplitN(res.firstViolation, "\n", 2)[0])
 }
 
 // Seeds whose schedules fail when one protection is removed (each found by removing it and exploring from
@@ -1430,23 +1553,29 @@ func TestSimulationFindsTwoLeadersWithoutGrace(t *testing.T) {
 var regressionSeeds = []struct {
 	protection string
 	seed       uint64
+	lostPath   bool // found with the Lost path modelled (defaultSimParams); the others without it
 }{
-	{"a candidate that gives up a takeover inside its grace releases the lock unsettled (16,976)", 16972},
-	{"an orphaned lock is judged by the Pod its identity names (30)", 8},
-	{"a lock held by this Pod is proven only when settled (a lost reply, a restart inside the grace) (1,248)", 1247},
-	{"the release waits for the leader-only runnables (2,506)", 2505},
-	{"a leader reads live while a watch fails (161)", 159},
-	{"a failing lock watch voids what an absent lock's last holder proved (320,107)", 320103},
-	{"an acquisition that does not see its write confirms it live (183,240)", 183238},
-	{"a creation whose judgement another version came before pays the grace (93,594)", 93592},
-	{"a deletion seen only by a re-list proves nothing (82,312)", 82311},
-	{"no acquisition while the lock watch fails (201,083)", 201080},
+	{"a candidate that gives up a takeover inside its grace releases the lock unsettled (16,976)", 16972, false},
+	{"an orphaned lock is judged by the Pod its identity names (30)", 8, false},
+	{"a lock held by this Pod is proven only when settled (a lost reply, a restart inside the grace) (1,248)", 1247, false},
+	{"the release waits for the leader-only runnables (2,506)", 2505, false},
+	{"a leader reads live while a watch fails (161)", 159, false},
+	{"a failing lock watch voids what an absent lock's last holder proved (320,107)", 320103, false},
+	{"an acquisition that does not see its write confirms it live (183,240)", 183238, false},
+	{"a creation whose judgement another version came before pays the grace (93,594)", 93592, false},
+	{"a deletion seen only by a re-list proves nothing (82,312)", 82311, false},
+	{"no acquisition while the lock watch fails (201,083)", 201080, false},
+	{"a process that re-acquires its Pod's lock states its own fence bound (198)", 197, true},
 }
 
 func TestSimulationRegressionSeeds(t *testing.T) {
 	for _, tc := range regressionSeeds {
 		t.Run(tc.protection, func(t *testing.T) {
-			if _, v := runSchedule(tc.seed, defaultSimParams(), nil, false); v != "" {
+			params := defaultSimParams()
+			if !tc.lostPath {
+				params.stopsOnLost = 0 // the model the seed was found in
+			}
+			if _, v := runSchedule(tc.seed, params, nil, false); v != "" {
 				t.Fatalf("seed %d: %s", tc.seed, v)
 			}
 		})

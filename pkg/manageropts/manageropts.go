@@ -259,6 +259,7 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	lo.RetryPeriod, lo.RenewDeadline, lo.LeaseDuration = t.RetryPeriod, t.RenewDeadline, lease
 	o.work = &leaderWork{}
 	lo.WorkStopped = o.work.stopped
+	lo.StopsOnLost = o.work.stopsOnLost
 	if lo.Logger == nil && mo.Logger.GetSink() != nil {
 		l := mo.Logger.WithName("lifelock")
 		lo.Logger = &l
@@ -326,6 +327,21 @@ type leaderWork struct {
 	lost <-chan struct{}
 }
 
+// done counts one runnable as returned.
+func (w *leaderWork) done() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending--
+}
+
+// stopsOnLost reports whether the manager's leader-only work stops as soon as the lock is lost: its
+// runnables are counted (added through the manager Wrap returned), for lifelock.Options.StopsOnLost.
+func (w *leaderWork) stopsOnLost() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tracking
+}
+
 func (w *leaderWork) track(lost <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -371,43 +387,45 @@ type warmupRunnable interface {
 }
 
 // countedRunnable is a leader-only runnable counted until its Start returns. Its context is cancelled as
-// soon as the lock is lost, and it then returns an error wrapping lifelock.ErrLockLost (when the runnable
-// itself returned none), which stops the manager.
+// soon as the lock is lost, and its Start then returns at once with an error wrapping lifelock.ErrLockLost,
+// without waiting for the runnable: that error stops the manager, which then waits only for the runnables
+// that are not leader-only, so the process exits even if leader work ignores its context (as
+// controller-runtime's own "leader election lost" skips the graceful shutdown). The runnable stays counted
+// until it has returned.
 type countedRunnable struct {
 	inner manager.Runnable
 	work  *leaderWork
 }
 
 func (c countedRunnable) Start(ctx context.Context) error {
-	defer func() {
-		c.work.mu.Lock()
-		c.work.pending--
-		c.work.mu.Unlock()
-	}()
 	c.work.mu.Lock()
 	lost := c.work.lost
 	c.work.mu.Unlock()
 	if lost == nil {
+		defer c.work.done()
 		return c.inner.Start(ctx)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	returned := make(chan error, 1)
 	go func() {
+		defer c.work.done()
+		returned <- c.inner.Start(ctx)
+	}()
+	lostErr := fmt.Errorf("leader election lost: the lock's watches showed the loss, so leader-only work stopped at once: %w", lifelock.ErrLockLost)
+	select {
+	case err := <-returned:
 		select {
 		case <-lost:
-			cancel()
-		case <-ctx.Done():
+			if err == nil {
+				err = lostErr
+			}
+		default:
 		}
-	}()
-	err := c.inner.Start(ctx)
-	select {
+		return err
 	case <-lost:
-		if err == nil {
-			err = fmt.Errorf("leader election lost: the lock's watches showed the loss, so leader-only work stopped at once: %w", lifelock.ErrLockLost)
-		}
-	default:
+		return lostErr
 	}
-	return err
 }
 
 func (c countedRunnable) NeedLeaderElection() bool { return true }

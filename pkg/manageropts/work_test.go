@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -81,19 +82,41 @@ func TestLeaderWorkCountsLeaderOnlyRunnables(t *testing.T) {
 }
 
 // A loss the lock's watches show stops the leader-only runnables at once, without waiting for the elector,
-// and the error it returns stops the manager.
+// and the error it returns stops the manager, even while a runnable ignores its context (the process then
+// exits, as after controller-runtime's own "leader election lost"); the runnable counts until it returns.
 func TestLeaderWorkStopsAtTheLoss(t *testing.T) {
 	lost := make(chan struct{})
 	w := &leaderWork{}
 	w.track(lost)
-	wrapped := w.wrap(runnable{})
+	if !w.stopsOnLost() {
+		t.Fatal("a manager that counts its runnables does not say it stops on Lost")
+	}
+	unblock := make(chan struct{})
+	returned := make(chan struct{})
+	wrapped := w.wrap(manager.RunnableFunc(func(context.Context) error {
+		<-unblock // ignores its context
+		close(returned)
+		return nil
+	}))
 	done := make(chan error)
 	go func() { done <- wrapped.Start(t.Context()) }()
 	close(lost)
 	if err := <-done; !errors.Is(err, lifelock.ErrLockLost) {
 		t.Fatalf("Start after the loss = %v, want ErrLockLost", err)
 	}
-	if !w.stopped() {
-		t.Fatal("not stopped after the runnable returned")
+	if w.stopped() {
+		t.Fatal("stopped while the runnable still runs")
+	}
+	close(unblock)
+	<-returned
+	for !w.stopped() {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("not stopped after the runnable returned")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if (&leaderWork{}).stopsOnLost() {
+		t.Fatal("a manager that does not count its runnables says it stops on Lost")
 	}
 }

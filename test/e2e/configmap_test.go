@@ -79,7 +79,7 @@ var _ = Describe("ConfigMap lock", func() {
 		Expect(cm.BinaryData).To(BeEmpty())
 		// Created in operator-lib's format; once leading, lifelock marks it settled (operator-lib ignores
 		// annotations).
-		Expect(cm.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}))
+		Expect(cm.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true", lifelock.StopsWithinAnnotation: statedBy(a)}))
 		Expect(cm.Labels).To(BeEmpty())
 		Expect(cm.Immutable).To(BeNil())
 
@@ -125,7 +125,7 @@ var _ = Describe("ConfigMap lock", func() {
 		if after.UID != before.UID {
 			// The garbage collector deleted a's ConfigMap, and b created a new one: operator-lib's format, term 0.
 			measure("ConfigMap lock: crash failover path", "GC deleted, follower created")
-			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}))
+			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true", lifelock.StopsWithinAnnotation: statedBy(b)}))
 		} else {
 			// b patched the owner before the garbage collector got to it (its delete carries a resourceVersion
 			// precondition, so it then leaves the ConfigMap alone).
@@ -202,7 +202,7 @@ var _ = Describe("ConfigMap lock", func() {
 			measure("ConfigMap lock: release path", "marked, deleted by a, created by b")
 			Expect(next.Object.(*corev1.ConfigMap).UID).To(Equal(before.UID))
 			Expect(after.UID).NotTo(Equal(before.UID))
-			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true"}), "b created it in operator-lib's format, then marked it settled")
+			Expect(after.Annotations).To(Equal(map[string]string{lifelock.SettledAnnotation: "true", lifelock.StopsWithinAnnotation: statedBy(b)}), "b created it in operator-lib's format, then marked it settled")
 		} else {
 			measure("ConfigMap lock: release path", "marked, taken over by b")
 			Expect(next.Object.(*corev1.ConfigMap).OwnerReferences).To(HaveExactElements(operatorLibOwner(podB)))
@@ -235,7 +235,7 @@ var _ = Describe("ConfigMap lock", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(after.UID).To(Equal(before.UID), "the same ConfigMap, patched, not re-created")
 		Expect(after.OwnerReferences).To(HaveExactElements(operatorLibOwner(podB)))
-		Expect(after.Annotations).To(Equal(map[string]string{"note": "keep me", lifelock.TransitionsAnnotation: "1", lifelock.SettledAnnotation: "true"}))
+		Expect(after.Annotations).To(Equal(map[string]string{"note": "keep me", lifelock.TransitionsAnnotation: "1", lifelock.SettledAnnotation: "true", lifelock.StopsWithinAnnotation: statedBy(b)}))
 		Expect(after.Labels).To(Equal(map[string]string{"team": "infra"}))
 		Expect(after.Data).To(Equal(map[string]string{"k": "v"}))
 		_, err = cp.Client.CoreV1().Pods(ns).Get(ctx, podA.Name, metav1.GetOptions{})
@@ -308,4 +308,10 @@ func describeConfigMapEvents(evs []watch.Event) string {
 		s += fmt.Sprintf("%s uid=%s rv=%s owners=%v annotations=%v; ", e.Type, cm.UID, cm.ResourceVersion, cm.OwnerReferences, cm.Annotations)
 	}
 	return s
+}
+
+// statedBy is the StopsWithinAnnotation a harness candidate (a manageropts manager, which stops on
+// Lock.Lost) writes with its acquisitions, with the default timings.
+func statedBy(c *harness.Candidate) string {
+	return lifelock.TimingsFor(0, 0).FenceBound.String() + " " + c.Lock.Identity()
 }

@@ -99,6 +99,26 @@ var _ = Describe("Failover", func() {
 		measure("lock deleted: to the leader's last act, with a 20 s renew deadline", spans[0].End-hist.At(deleted))
 	})
 
+	It("returns from the manager at once on a loss even while leader-only work ignores its context, and states its fence bound in the lock", func(ctx SpecContext) {
+		podA := newPod(ctx, ns, "a")
+		grace := 100 * time.Millisecond // alone, it needs none
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist,
+			Linger: 5 * time.Second, Lock: lifelock.Options{AcquisitionGrace: &grace}})
+		Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+		l, err := lock(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		bound := lifelock.TimingsFor(0, 0).FenceBound
+		Expect(l.Annotations).To(HaveKeyWithValue(lifelock.StopsWithinAnnotation, bound.String()+" "+ptr.Deref(l.Spec.HolderIdentity, "")))
+
+		deleted := time.Now()
+		Expect(cp.Client.CoordinationV1().Leases(ns).Delete(ctx, lockName, metav1.DeleteOptions{})).To(Succeed())
+		// Its controller goes on for 5 s; the manager must not wait for it: main then exits.
+		Eventually(a.Done()).WithTimeout(bound).Should(BeClosed(), "the manager waited for leader work that ignores its context")
+		measure("lock deleted: to the manager's return, its controller ignoring its context", time.Since(deleted))
+		Expect(a.Err()).To(MatchError(lifelock.ErrLockLost))
+		Expect(hist.Acting()).To(ConsistOf("a"), "the in-process controller lingers (a process would have exited)")
+	})
+
 	// firstVersionOf returns, from a watch of the lock started before, the first version held by who.
 	firstVersionOf := func(ctx SpecContext, w watch.Interface, who string) *coordinationv1.Lease {
 		for {
