@@ -10,9 +10,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -38,15 +42,18 @@ const (
 	cutLatency       kind = "proxy: +300 ms latency"
 	cutBlackhole     kind = "proxy: blackhole"
 	cutReset         kind = "proxy: connection resets"
+	pause            kind = "leader paused 300 ms (SIGSTOP)"
+	busy             kind = "every core kept busy 2 s"
 )
 
 // allKinds is every disruption, in the order of the report.
-var allKinds = []kind{kill, term, evict, statefulSet, containerRestart, nodeNotReady, apiserverRestart, cutLatency, cutBlackhole, cutReset}
+var allKinds = []kind{kill, term, evict, statefulSet, containerRestart, nodeNotReady, apiserverRestart, cutLatency, cutBlackhole, cutReset, pause, busy}
 
 // kindNames are the kinds' names for -chaos.kinds.
 var kindNames = map[string]kind{
 	"kill": kill, "term": term, "evict": evict, "statefulset": statefulSet, "container-restart": containerRestart,
 	"node-notready": nodeNotReady, "apiserver-restart": apiserverRestart, "latency": cutLatency, "blackhole": cutBlackhole, "reset": cutReset,
+	"pause": pause, "busy": busy,
 }
 
 // changesLeader says whether a disruption ends the leader's term, so that another Pod leads after it.
@@ -56,10 +63,11 @@ func (k kind) changesLeader() bool {
 }
 
 const (
-	lockName       = "lifelock-example" // examples/manager's LeaderElectionID
-	electTimeout   = 20 * time.Second   // for one leader to emerge after a disruption
-	exitTimeout    = 15 * time.Second   // for a disrupted process to exit
-	holdFault      = 2 * time.Second    // how long a fault (NotReady, a proxy fault) lasts
+	lockName       = "lifelock-example"     // examples/manager's LeaderElectionID
+	electTimeout   = 20 * time.Second       // for one leader to emerge after a disruption
+	exitTimeout    = 15 * time.Second       // for a disrupted process to exit
+	holdFault      = 2 * time.Second        // how long a fault (NotReady, a proxy fault, busy cores) lasts
+	pauseFor       = 300 * time.Millisecond // a stop-the-world pause of the leader's process, as a long GC
 	terminateGrace = 10 * time.Second
 	// After a connection fault or an API server outage, client-go's reflectors back off (0.8 s, doubling
 	// with each failure) before they watch again, and until then a process's view of the cluster is stale.
@@ -70,9 +78,10 @@ const (
 	settleAfterOutage = 4 * time.Second
 )
 
-// fenceBound is how long a leader that lost its lock may go on acting: the acquisition grace that a
-// successor pays for exactly this, with examples/manager's (the default) timings.
-var fenceBound = lifelock.DefaultAcquisitionGrace
+// fenceBound is how long a leader that lost its lock may go on acting: the bound examples/manager (a
+// manageropts manager, which stops on Lock.Lost) states in its lock, and that a successor that cannot prove
+// it stopped waits for, with the default timings.
+var fenceBound = lifelock.TimingsFor(0, 0).FenceBound
 
 // candidate is one examples/manager process, the Pod it plays and its connection to the API server.
 type candidate struct {
@@ -296,6 +305,21 @@ func (r *runner) round(ctx context.Context, i int) {
 	case apiserverRestart:
 		Expect(cp.RestartAPIServer(ctx)).To(Succeed())
 		r.expectSteady(ctx, old, settleAfterOutage)
+	case pause:
+		// A healthy leader whose process stops for a while must not lose its lock: the elector's renewal
+		// that the pause delays answers from the watch once it resumes, within the renew deadline (500 ms).
+		Expect(old.proc.Signal(syscall.SIGSTOP)).To(Succeed())
+		<-time.After(pauseFor) // the length of the fault itself
+		Expect(old.proc.Signal(syscall.SIGCONT)).To(Succeed())
+		Eventually(ctx, func() []string { return r.history().Acting() }).WithTimeout(time.Second).WithPolling(5*time.Millisecond).
+			Should(ConsistOf(old.name), "the paused leader acts again once resumed")
+		r.expectSteady(ctx, old, time.Second)
+	case busy:
+		// Starved of CPU by as many spinning threads as there are cores, a healthy leader keeps its lock
+		// (its witness may beat late, so only the outcome is checked).
+		stop := burnCPU(runtime.NumCPU())
+		<-time.After(holdFault) // the length of the fault itself
+		stop()
 	case cutLatency, cutBlackhole, cutReset:
 		target := old
 		if r.rng.IntN(2) == 0 { // the leader or a follower, at random
@@ -343,6 +367,21 @@ func (r *runner) round(ctx context.Context, i int) {
 	for _, c := range r.cands {
 		Eventually(ctx, c.ready).WithTimeout(electTimeout).WithPolling(20*time.Millisecond).Should(BeTrue(), "%s becomes ready", c.name)
 	}
+}
+
+// burnCPU keeps n goroutines spinning, each on its own thread, until the returned function is called.
+func burnCPU(n int) (stop func()) {
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for x := uint64(1); !done.Load(); x = x*6364136223846793005 + 1 {
+			}
+		})
+	}
+	return func() { done.Store(true); wg.Wait() }
 }
 
 // expectSteady asserts that leader goes on acting, alone, for d.
