@@ -3,9 +3,10 @@ ENVTEST_K8S_VERSION ?= 1.37.2
 ETCD_VERSION ?= 3.7.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-# Where tools are installed.
+# Where tools are installed. Each carries its version in its name, so that bumping a version installs it
+# anew (kubebuilder's go-install-tool pattern).
 LOCALBIN ?= $(shell pwd)/bin
-GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 # Prints the directory holding kube-apiserver, kube-controller-manager and etcd, building them first if
 # absent (hack/build-envtest.sh reuses binaries already there; a preset KUBEBUILDER_ASSETS wins). Recipes
@@ -129,4 +130,6 @@ envtest: ## Build the test control plane (kube-apiserver, kube-controller-manage
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ if absent.
 $(GOLANGCI_LINT): | $(LOCALBIN)
-	GOBIN=$(LOCALBIN) GOFLAGS=-mod=mod go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	GOBIN="$$tmp" GOFLAGS=-mod=mod go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	mv "$$tmp/golangci-lint" $(GOLANGCI_LINT)
