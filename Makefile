@@ -1,6 +1,6 @@
-# Versions of the tools and of the test control plane.
-ENVTEST_K8S_VERSION ?= 1.37.2
-ETCD_VERSION ?= 3.7.0
+# Versions of the test control plane (test/harness/versions.env, their one place) and of the tools.
+include test/harness/versions.env
+ENVTEST_K8S_VERSION ?= $(K8S_VERSION)
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
 # Where tools are installed. Each carries its version in its name, so that bumping a version installs it

@@ -7,8 +7,10 @@
 # Prints the assets directory on stdout; progress goes to stderr.
 set -euo pipefail
 
-K8S_VERSION=${K8S_VERSION:-1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-3.7.0}
+# The default versions are in test/harness/versions.env, their one place.
+versions="$(dirname "$0")/../test/harness/versions.env"
+K8S_VERSION=${K8S_VERSION:-$(sed -n 's/^K8S_VERSION=//p' "$versions")}
+ETCD_VERSION=${ETCD_VERSION:-$(sed -n 's/^ETCD_VERSION=//p' "$versions")}
 GOOS_GOARCH="$(go env GOOS)-$(go env GOARCH)"
 ENVTEST_DIR=${ENVTEST_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/kubebuilder-envtest}
 BINARIES=(kube-apiserver kube-controller-manager etcd)

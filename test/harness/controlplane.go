@@ -5,12 +5,14 @@ package harness
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +25,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// K8sVersion is the version of the control-plane binaries `make envtest` builds.
-const K8sVersion = "1.37.2"
+// K8sVersion is the version of the control-plane binaries `make envtest` builds (versions.env).
+var K8sVersion = envValue(versionsEnv, "K8S_VERSION")
+
+//go:embed versions.env
+var versionsEnv string
+
+// envValue returns the value of key in a file of KEY=value lines; it panics if there is none, since the
+// file is part of this package.
+func envValue(file, key string) string {
+	for _, line := range strings.Split(file, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+"="); ok {
+			return v
+		}
+	}
+	panic("versions.env has no " + key)
+}
 
 // AssetsDir returns where the control-plane binaries are: $KUBEBUILDER_ASSETS, else setup-envtest's cache
 // directory for K8sVersion (where `make envtest` puts them).

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lifelock/lifelock/test/harness"
 )
 
 // What the suite scaffolds: the project the issue and the README describe, with kubebuilder's own commands.
@@ -18,10 +20,11 @@ const (
 	kubebuilderModule  = "sigs.k8s.io/kubebuilder/v4"
 	// adoptionDiff is the README's diff, relative to the repository root; the suite applies exactly it.
 	adoptionDiff = "docs/kubebuilder-adoption.diff"
-	// envtestK8sVersion is the Kubernetes version of the binaries `make envtest` builds (the Makefile's
-	// ENVTEST_K8S_VERSION), which the scaffold's own tests are pointed at.
-	envtestK8sVersion = "1.37.2"
 )
+
+// envtestK8sVersion is the Kubernetes version of the binaries `make envtest` builds, which the scaffold's
+// own tests are pointed at.
+var envtestK8sVersion = harness.K8sVersion
 
 // scaffoldMakeTest is the README's command for the scaffold's own `make test` without network: the
 // setup-envtest release for controller-runtime v0.25 and the exact Kubernetes version already in bin/k8s.
