@@ -56,7 +56,7 @@ lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 SCAFFOLD_PKG = ./test/scaffold
 
 .PHONY: test
-test: vet envtest ## Run go vet, a short simulation run, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
+test: prereqs vet envtest ## Run go vet, a short simulation run, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
 	go test -count=1 -v -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SHORT)
 	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
 	@$(MAKE) --no-print-directory test-scaffold
@@ -123,8 +123,12 @@ build: ## Build every package and the example manager.
 $(LOCALBIN):
 	mkdir -p $(LOCALBIN)
 
+.PHONY: prereqs
+prereqs: ## Check what make demo and make test need of the machine (Linux, Go, a C compiler, namespaces, disk).
+	@hack/check-prereqs.sh
+
 .PHONY: envtest
-envtest: ## Build the test control plane (kube-apiserver, kube-controller-manager, etcd) if absent; print its directory.
+envtest: prereqs ## Build the test control plane (kube-apiserver, kube-controller-manager, etcd) if absent; print its directory.
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
 
 .PHONY: golangci-lint
