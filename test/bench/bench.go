@@ -27,6 +27,7 @@ type config struct {
 	// maxRounds bounds the failover rounds of the slow implementations: their failovers run in that many
 	// rounds, in parallel groups (each its own lock with N candidates), as far as maxProcs allows.
 	maxRounds int
+	cost      costConfig // the cluster-scale cost scenario (cost.go); no locks: not run
 }
 
 // settle is how long a new group is left alone before its steady-state window: long enough for every
@@ -247,6 +248,8 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 type ownLeaseWrites struct {
 	w      watch.Interface
 	writes atomic.Int64
+	mu     sync.Mutex
+	renews []time.Time // each write's spec.renewTime
 }
 
 // watchOwnLeaseWrites starts counting the writes to the Leases in kube-system.
@@ -262,8 +265,13 @@ func watchOwnLeaseWrites(ctx context.Context, c kubernetes.Interface) (*ownLease
 	o := &ownLeaseWrites{w: w}
 	go func() {
 		for ev := range w.ResultChan() {
-			if _, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified {
+			if l, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified {
 				o.writes.Add(1)
+				if l.Spec.RenewTime != nil {
+					o.mu.Lock()
+					o.renews = append(o.renews, l.Spec.RenewTime.Time)
+					o.mu.Unlock()
+				}
 			}
 		}
 	}()
@@ -271,6 +279,22 @@ func watchOwnLeaseWrites(ctx context.Context, c kubernetes.Interface) (*ownLease
 }
 
 func (o *ownLeaseWrites) count() int64 { return o.writes.Load() }
+
+// renewedBetween counts the writes whose renewal time is in (t0, t1]. Unlike count's difference over a
+// window, it does not depend on when the watch delivers the event, which can be after a scrape of
+// /metrics that already counts the write; it needs the events up to t1 delivered, so the caller waits a
+// moment after t1.
+func (o *ownLeaseWrites) renewedBetween(t0, t1 time.Time) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var n int64
+	for _, t := range o.renews {
+		if t.After(t0) && !t.After(t1) {
+			n++
+		}
+	}
+	return n
+}
 
 func (o *ownLeaseWrites) stop() { o.w.Stop() }
 
