@@ -83,7 +83,7 @@ type run struct {
 	Baseline *result // the control plane alone, no candidates
 	Results  []*result
 	Cost     *costRun // the cluster-scale cost scenario, if it ran
-	How      string   // how the run was started, for the report: "`make bench`", "`make bench` QUICK=1", ...
+	How      string   // how the run was started, for the report: "`make bench`", "`make bench QUICK=1`", ...
 }
 
 func (rn *run) find(i impl, n int) *result {
