@@ -112,6 +112,14 @@ test-interop: envtest ## Run the operator-lib interop suite: operator-lib v0.19.
 bench: envtest ## Compare lifelock, controller-runtime's Lease election and operator-lib on a local control plane; writes bench-results/ (QUICK=1: a short run).
 	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) $(if $(QUICK),-quick)
 
+# make bench ends with the cluster-scale cost scenario; bench-cost runs it alone.
+COST_LOCKS ?=
+COST_WINDOW ?=
+.PHONY: bench-cost
+bench-cost: envtest ## Only the cost scenario: 100 locks × 3 candidates idle 60 s per implementation, over a baseline (COST_LOCKS=n, COST_WINDOW=30s, QUICK=1: 10 locks, 10 s).
+	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) -cost-only $(if $(QUICK),-quick) \
+		$(if $(COST_LOCKS),-cost-locks=$(COST_LOCKS)) $(if $(COST_WINDOW),-cost-window=$(COST_WINDOW))
+
 ##@ Build
 
 .PHONY: build

@@ -12,6 +12,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/lifelock/lifelock/test/harness"
 )
@@ -26,6 +27,7 @@ type config struct {
 	// maxRounds bounds the failover rounds of the slow implementations: their failovers run in that many
 	// rounds, in parallel groups (each its own lock with N candidates), as far as maxProcs allows.
 	maxRounds int
+	cost      costConfig // the cluster-scale cost scenario (cost.go); no locks: not run
 }
 
 // settle is how long a new group is left alone before its steady-state window: long enough for every
@@ -175,25 +177,11 @@ func (b *bench) run(ctx context.Context, i impl, n int) (*result, error) {
 
 // steady measures, over the window, the API requests of g's candidates and their resource use.
 func (b *bench) steady(ctx context.Context, g *group, res *result) error {
-	// kube-apiserver renews its own identity Lease every 10 s; a watch counts those writes so they can be
-	// left out. (The bench's control plane runs without the endpoint reconciler, its other periodic work.)
-	list, err := b.cp.Client.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	own, err := watchOwnLeaseWrites(ctx, b.cp.Client)
 	if err != nil {
 		return err
 	}
-	w, err := b.cp.Client.CoordinationV1().Leases(metav1.NamespaceSystem).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	var ownWrites atomic.Int64
-	go func() {
-		for ev := range w.ResultChan() {
-			if _, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified {
-				ownWrites.Add(1)
-			}
-		}
-	}()
+	defer own.stop()
 
 	type stat struct {
 		c      *candidate
@@ -211,7 +199,7 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 	if err != nil {
 		return err
 	}
-	ownBefore := ownWrites.Load()
+	ownBefore := own.count()
 	if err := sleep(ctx, b.cfg.window); err != nil {
 		return err
 	}
@@ -219,7 +207,7 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 	if err != nil {
 		return err
 	}
-	res.OwnLeaseWrites = float64(ownWrites.Load() - ownBefore)
+	res.OwnLeaseWrites = float64(own.count() - ownBefore)
 	res.Requests = after.Requests.minus(before.Requests)
 	// A watch is counted when it ends; the ones that ended in the window are the control plane's own
 	// (kube-controller-manager renews its watches every 5 to 10 minutes). What the candidates hold is the
@@ -233,9 +221,9 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 		b.baseWatches = after.Watches
 	}
 	res.Watches = after.Watches.minus(b.baseWatches)
-	own := request{Verb: "PUT", Resource: "leases"}
-	if res.Requests[own] -= res.OwnLeaseWrites; res.Requests[own] == 0 {
-		delete(res.Requests, own)
+	ownReq := request{Verb: "PUT", Resource: "leases"}
+	if res.Requests[ownReq] -= res.OwnLeaseWrites; res.Requests[ownReq] == 0 {
+		delete(res.Requests, ownReq)
 	}
 	var leader *candidate
 	if len(g.cands) > 0 {
@@ -253,6 +241,62 @@ func (b *bench) steady(ctx context.Context, g *group, res *result) error {
 	sort.Slice(res.Procs, func(a, b int) bool { return res.Procs[a].Pod < res.Procs[b].Pod })
 	return nil
 }
+
+// ownLeaseWrites counts kube-apiserver's renewals of its own identity Lease (every 10 s), so that a
+// window can leave them out. (The bench's control plane runs without the endpoint reconciler, its other
+// periodic work.)
+type ownLeaseWrites struct {
+	w      watch.Interface
+	writes atomic.Int64
+	mu     sync.Mutex
+	renews []time.Time // each write's spec.renewTime
+}
+
+// watchOwnLeaseWrites starts counting the writes to the Leases in kube-system.
+func watchOwnLeaseWrites(ctx context.Context, c kubernetes.Interface) (*ownLeaseWrites, error) {
+	list, err := c.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w, err := c.CoordinationV1().Leases(metav1.NamespaceSystem).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		return nil, err
+	}
+	o := &ownLeaseWrites{w: w}
+	go func() {
+		for ev := range w.ResultChan() {
+			if l, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified {
+				o.writes.Add(1)
+				if l.Spec.RenewTime != nil {
+					o.mu.Lock()
+					o.renews = append(o.renews, l.Spec.RenewTime.Time)
+					o.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return o, nil
+}
+
+func (o *ownLeaseWrites) count() int64 { return o.writes.Load() }
+
+// renewedBetween counts the writes whose renewal time is in (t0, t1]. Unlike count's difference over a
+// window, it does not depend on when the watch delivers the event, which can be after a scrape of
+// /metrics that already counts the write; it needs the events up to t1 delivered, so the caller waits a
+// moment after t1.
+func (o *ownLeaseWrites) renewedBetween(t0, t1 time.Time) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var n int64
+	for _, t := range o.renews {
+		if t.After(t0) && !t.After(t1) {
+			n++
+		}
+	}
+	return n
+}
+
+func (o *ownLeaseWrites) stop() { o.w.Stop() }
 
 // sleep waits for d: the steady-state window is a measurement over wall time, not a wait for a condition.
 func sleep(ctx context.Context, d time.Duration) error {

@@ -77,6 +77,7 @@ type group struct {
 	witness    *harness.WitnessReader
 	cands      map[string]*candidate // by Pod name
 	started    int
+	args       []string // more arguments for the candidates
 }
 
 func (b *bench) newGroup(impl impl, ns, lock string) (*group, error) {
@@ -98,7 +99,7 @@ func (g *group) add(ctx context.Context, n int) error {
 			return err
 		}
 		env := append(os.Environ(), "KUBECONFIG="+g.b.cp.Kubeconfig, witness.DirEnv+"="+g.witnessDir)
-		proc, err := g.b.cp.StartContainer(ctx, pod, env, g.b.candidateBin, "-impl="+string(g.impl), "-lock="+g.lock)
+		proc, err := g.b.cp.StartContainer(ctx, pod, env, g.b.candidateBin, append([]string{"-impl=" + string(g.impl), "-lock=" + g.lock}, g.args...)...)
 		if err != nil {
 			return err
 		}

@@ -4,8 +4,10 @@
 //
 // For each implementation and each number N of candidates per lock it measures the API requests the
 // election makes in steady state (from kube-apiserver's apiserver_request_total), the candidates' memory and
-// CPU, and the failover latency after a crash and after a graceful hand-off. It writes results.md, three CSV
-// files and failover.png into -out. Run it with `make bench` (or `make bench QUICK=1`).
+// CPU, and the failover latency after a crash and after a graceful hand-off. Then it measures what many idle
+// locks cost the API server (cost.go): requests, watches, kube-apiserver's CPU and memory, over a baseline.
+// It writes results.md, five CSV files and failover.png into -out. Run it with `make bench` (or
+// `make bench QUICK=1`); -cost-only runs the cost scenario alone.
 package main
 
 import (
@@ -25,21 +27,38 @@ import (
 
 func main() {
 	out := flag.String("out", "bench-results", "directory the results are written to")
-	quick := flag.Bool("quick", false, "a short run: N=3 and 10, 5 failovers per scenario, 6 s windows (rough numbers)")
+	quick := flag.Bool("quick", false, "a short run: N=3 and 10, 5 failovers per scenario, 6 s windows, and the cost scenario with 10 locks × 3 and 10 s windows (rough numbers)")
+	costOnly := flag.Bool("cost-only", false, "run only the cluster-scale cost scenario")
+	costLocks := flag.Int("cost-locks", 0, "locks in the cost scenario (default 100, or 10 with -quick)")
+	costWindow := flag.Duration("cost-window", 0, "idle window of the cost scenario, per implementation and for the baseline (default 60s, or 10s with -quick)")
 	flag.Parse()
-	cfg := config{ns: []int{3, 10, 100}, impls: allImpls, reps: 30, window: 30 * time.Second, maxProcs: 500, maxRounds: 4}
+	cfg := config{ns: []int{3, 10, 100}, impls: allImpls, reps: 30, window: 30 * time.Second, maxProcs: 500, maxRounds: 4,
+		cost: costConfig{locks: 100, perLock: 3, window: time.Minute}}
+	how := "`make bench`"
 	if *quick {
-		cfg = config{ns: []int{3, 10}, impls: allImpls, reps: 5, window: 6 * time.Second, maxProcs: 100, maxRounds: 1}
+		cfg = config{ns: []int{3, 10}, impls: allImpls, reps: 5, window: 6 * time.Second, maxProcs: 100, maxRounds: 1,
+			cost: costConfig{locks: 10, perLock: 3, window: 10 * time.Second}}
+		how = "`make bench QUICK=1`"
+	}
+	if *costLocks > 0 {
+		cfg.cost.locks = *costLocks
+	}
+	if *costWindow > 0 {
+		cfg.cost.window = *costWindow
+	}
+	if *costOnly {
+		cfg.ns = nil
+		how = fmt.Sprintf("`go run ./test/bench -cost-only -cost-locks=%d -cost-window=%s`", cfg.cost.locks, cfg.cost.window)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := measure(ctx, cfg, *out); err != nil {
+	if err := measure(ctx, cfg, how, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func measure(ctx context.Context, cfg config, out string) error {
+func measure(ctx context.Context, cfg config, how, out string) error {
 	started := time.Now()
 	logf := func(format string, args ...any) {
 		fmt.Printf("%s %s\n", time.Since(started).Round(time.Second), fmt.Sprintf(format, args...))
@@ -80,12 +99,14 @@ func measure(ctx context.Context, cfg config, out string) error {
 	}
 	logf("control plane up")
 
-	rn := &run{Machine: machine(), Started: started, Cfg: cfg}
-	rn.Baseline = &result{Impl: "none", Window: cfg.window}
-	if err := b.steady(ctx, &group{b: b, cands: map[string]*candidate{}}, rn.Baseline); err != nil {
-		return fmt.Errorf("baseline window: %w", err)
+	rn := &run{Machine: machine(), Started: started, Cfg: cfg, How: how}
+	if len(cfg.ns) > 0 {
+		rn.Baseline = &result{Impl: none, Window: cfg.window}
+		if err := b.steady(ctx, &group{b: b, cands: map[string]*candidate{}}, rn.Baseline); err != nil {
+			return fmt.Errorf("baseline window: %w", err)
+		}
+		logf("baseline (no candidates): %s", rn.Baseline.breakdown())
 	}
-	logf("baseline (no candidates): %s", rn.Baseline.breakdown())
 	for _, n := range cfg.ns {
 		for _, i := range cfg.impls {
 			r, err := b.run(ctx, i, n)
@@ -94,6 +115,12 @@ func measure(ctx context.Context, cfg config, out string) error {
 			}
 			rn.Results = append(rn.Results, r)
 			logf("%s N=%d: %s", i, n, r.breakdown())
+		}
+	}
+	// The cost scenario runs last, so that its hundreds of processes do not disturb the timings above.
+	if cfg.cost.locks > 0 {
+		if rn.Cost, err = b.cost(ctx); err != nil {
+			return err
 		}
 	}
 	rn.Took = time.Since(started)

@@ -37,6 +37,9 @@ type apiserverMetrics struct {
 	Requests requestCounts
 	// Watches is apiserver_longrunning_requests for the verb WATCH: the watches open now.
 	Watches requestCounts
+	// HeapLiveBytes is go_gc_heap_live_bytes, the heap kube-apiserver's last GC found live, and Goroutines
+	// go_sched_goroutines_goroutines (0 if it does not expose them).
+	HeapLiveBytes, Goroutines float64
 }
 
 // scrapeMetrics reads apiserver_request_total and apiserver_longrunning_requests from the API server.
@@ -57,7 +60,31 @@ func scrapeMetrics(ctx context.Context, c kubernetes.Interface) (apiserverMetric
 			delete(m.Watches, r)
 		}
 	}
+	if m.HeapLiveBytes, err = parseGauge(raw, "go_gc_heap_live_bytes"); err != nil {
+		return m, err
+	}
+	if m.Goroutines, err = parseGauge(raw, "go_sched_goroutines_goroutines"); err != nil {
+		return m, err
+	}
 	return m, nil
+}
+
+// parseGauge returns the value of the metric without labels called name, or 0 if there is none.
+func parseGauge(text []byte, name string) (float64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		value, ok := strings.CutPrefix(sc.Text(), name+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, fmt.Errorf("sample %q: %w", sc.Text(), err)
+		}
+		return v, nil
+	}
+	return 0, sc.Err()
 }
 
 // parseRequestTotals sums apiserver_request_total by verb and resource; see parseSamples.

@@ -82,6 +82,8 @@ type run struct {
 	Cfg      config
 	Baseline *result // the control plane alone, no candidates
 	Results  []*result
+	Cost     *costRun // the cluster-scale cost scenario, if it ran
+	How      string   // how the run was started, for the report: "`make bench`", "`make bench QUICK=1`", ...
 }
 
 func (rn *run) find(i impl, n int) *result {
@@ -118,8 +120,24 @@ func num(x float64) string {
 
 func ms(d time.Duration) string { return num(float64(d) / float64(time.Millisecond)) }
 
-// markdown renders the run as the tables the README quotes.
+// markdown renders the run: the election tables the README quotes, then the cost scenario's section.
 func (rn *run) markdown() string {
+	var parts []string
+	if len(rn.Cfg.ns) > 0 {
+		parts = append(parts, rn.electionMarkdown())
+	}
+	if rn.Cost != nil {
+		how := rn.How
+		if how == "" {
+			how = "`make bench`"
+		}
+		parts = append(parts, rn.Cost.markdown(rn.Machine, rn.Started, how))
+	}
+	return strings.Join(parts, "\n")
+}
+
+// electionMarkdown renders the steady-state and failover measurements as the tables the README quotes.
+func (rn *run) electionMarkdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("Measured %s on %s by `make bench`%s: %d failovers per scenario, steady-state window %s. The run took %s.\n\n",
@@ -226,10 +244,22 @@ func listCounts(counts requestCounts, scale func(float64) float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// writeFiles writes results.md, the three CSV files and failover.png into dir.
+// writeFiles writes results.md, the three CSV files and failover.png into dir, and the cost scenario's
+// cost.csv and cost-requests.csv if it ran.
 func (rn *run) writeFiles(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if rn.Cost != nil {
+		if err := rn.Cost.writeCostFiles(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(rn.markdown()), 0o644); err != nil {
+		return err
+	}
+	if len(rn.Cfg.ns) == 0 { // only the cost scenario ran
+		return nil
 	}
 	failovers := [][]string{{"implementation", "n", "scenario", "lock", "latency_ms", "from_pod", "to_pod"}}
 	requests := [][]string{{"implementation", "n", "verb", "resource", "count", "window_s", "per_min"}}
@@ -263,9 +293,6 @@ func (rn *run) writeFiles(dir string) error {
 		if err := writeCSV(filepath.Join(dir, name), rows); err != nil {
 			return err
 		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(rn.markdown()), 0o644); err != nil {
-		return err
 	}
 	return writeChart(filepath.Join(dir, "failover.png"), rn)
 }

@@ -4,6 +4,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +74,7 @@ type ControlPlane struct {
 	kcmExited chan struct{} // closed once kube-controller-manager has exited; kcmErr says how
 	kcmErr    error
 	dir       string
+	assets    string // the directory of the control plane's binaries
 
 	// apiServerStopped: StopAPIServer stopped kube-apiserver and StartAPIServer has not started it again.
 	// Guarded by envMu.
@@ -101,7 +104,7 @@ func StartWith(ctx context.Context, o Options) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{dir: dir, env: &envtest.Environment{
+	cp := &ControlPlane{dir: dir, assets: assets, env: &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  60 * time.Second,
@@ -304,6 +307,52 @@ func (cp *ControlPlane) AddUserKubeconfig(name string, groups ...string) (string
 	}
 	path := filepath.Join(cp.dir, name+".kubeconfig")
 	return path, os.WriteFile(path, b, 0o600)
+}
+
+// APIServerPID returns the process ID of the kube-apiserver running now (RestartAPIServer starts a new
+// one), so that a benchmark can read its CPU time and memory in /proc/<pid>. envtest keeps its process
+// unexported; this finds it as the child of this process that runs the kube-apiserver binary. Linux only.
+func (cp *ControlPlane) APIServerPID() (int, error) {
+	return childRunning(filepath.Join(cp.assets, "kube-apiserver"))
+}
+
+// EtcdPID returns the process ID of etcd, found as APIServerPID finds kube-apiserver's. Linux only.
+func (cp *ControlPlane) EtcdPID() (int, error) { return childRunning(filepath.Join(cp.assets, "etcd")) }
+
+// childRunning returns the one child of this process whose executable is program, from /proc.
+func childRunning(program string) (int, error) {
+	want, err := filepath.EvalSymlinks(program)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("finding the process of %s: %w", program, err)
+	}
+	self := os.Getpid()
+	var found []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // it has exited
+		}
+		// The command name (field 2) is in parentheses and may hold spaces; the parent's ID is field 4.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(self) {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == want {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		return 0, fmt.Errorf("%d running children of this process run %s, want 1", len(found), want)
+	}
+	return found[0], nil
 }
 
 // Stop stops everything Start started and removes its files.

@@ -57,11 +57,22 @@ func TestRestartAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	pidBefore, err := cp.APIServerPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.EtcdPID(); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	if err := cp.RestartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("kube-apiserver restarted in %v", time.Since(start).Round(time.Millisecond))
+	// APIServerPID names the new process, not the stopped one.
+	if pid, err := cp.APIServerPID(); err != nil || pid == pidBefore {
+		t.Fatalf("APIServerPID after the restart = %d, %v; want a running process other than %d", pid, err, pidBefore)
+	}
 
 	for name, c := range map[string]kubernetes.Interface{"cp.Client": cp.Client, "AddUser": user, "cp.Kubeconfig": admin} {
 		got, err := c.CoreV1().ConfigMaps(ns).Get(ctx, owner.Name, metav1.GetOptions{})
