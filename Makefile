@@ -126,6 +126,12 @@ $(LOCALBIN):
 envtest: ## Build the test control plane (kube-apiserver, kube-controller-manager, etcd) if absent; print its directory.
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
 
+# A real node (kubelet, containerd, runc, CNI plugins, crictl), built from module sources by
+# hack/build-node.sh into a versioned cache outside the clone; no suite uses it yet.
+.PHONY: node
+node: ## Build the node binaries (kubelet, containerd, runc, CNI plugins, crictl) if absent; print their directory.
+	@dir="$$(nice -n 10 hack/build-node.sh)"; echo "node binaries: $$dir"
+
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ if absent.
 $(GOLANGCI_LINT): | $(LOCALBIN)
