@@ -352,7 +352,15 @@ func (n *Node) ctr(ctx context.Context, args ...string) ([]byte, error) {
 func (n *Node) Crictl(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(n.o.Bin, "crictl"), append([]string{"--runtime-endpoint", "unix://" + n.Socket, "--image-endpoint", "unix://" + n.Socket, "--timeout", "20s"}, args...)...)
+	// A configuration file of its own, or crictl warns that /etc/crictl.yaml is missing.
+	config := n.path("crictl.yaml")
+	if _, err := os.Stat(config); err != nil {
+		c := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 20\n", n.Socket, n.Socket)
+		if err := os.WriteFile(config, []byte(c), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(n.o.Bin, "crictl"), append([]string{"--config", config}, args...)...)
 	cmd.Env = n.env()
 	return cmd.CombinedOutput()
 }

@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +23,9 @@ import (
 
 // binEnv names the directory hack/build-node.sh prints; without it the test is skipped.
 const binEnv = "LIFELOCK_NODE_BIN"
+
+// ipForward is net.ipv4.ip_forward before the test.
+var ipForward string
 
 // imageName is the pause image's name; it is also the sandbox image.
 const imageName = "lifelock.local/pause:1"
@@ -40,6 +46,12 @@ func TestNode(t *testing.T) {
 	step := func(format string, args ...any) {
 		t.Logf("[%5.1fs] "+format, append([]any{time.Since(started).Seconds()}, args...)...)
 	}
+
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipForward = strings.TrimSpace(string(b))
 
 	dir := t.TempDir()
 	for _, prog := range []string{"pause", "runc-noseccomp"} {
@@ -148,6 +160,7 @@ func TestNode(t *testing.T) {
 	if out, err := n.Crictl(ctx, "pods"); err == nil {
 		t.Logf("crictl pods:\n%s", out)
 	}
+	checkPodNetwork(ctx, t, n, pod)
 
 	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -168,6 +181,46 @@ func TestNode(t *testing.T) {
 	step("node stopped")
 	if left := n.Leftovers(); len(left) > 0 {
 		t.Errorf("left on the machine after Stop: %v", left)
+	}
+}
+
+// checkPodNetwork checks that the Pod's network namespace has its IP and no route beyond the node's subnet,
+// and that the host forwards no more than before.
+func checkPodNetwork(ctx context.Context, t *testing.T, n *Node, pod *corev1.Pod) {
+	t.Helper()
+	out, err := n.Crictl(ctx, "pods", "--quiet", "--namespace", pod.Namespace, "--name", pod.Name)
+	if err != nil {
+		t.Errorf("crictl pods: %v: %s", err, out)
+		return
+	}
+	id := strings.TrimSpace(string(out))
+	out, err = n.Crictl(ctx, "inspectp", id)
+	if err != nil {
+		t.Errorf("crictl inspectp %s: %v: %s", id, err, out)
+		return
+	}
+	var inspect struct {
+		Info struct {
+			Pid int `json:"pid"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal(out, &inspect); err != nil || inspect.Info.Pid == 0 {
+		t.Errorf("no sandbox pid in crictl inspectp %s (%v)", id, err)
+		return
+	}
+	routes, err := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(inspect.Info.Pid), "-n", "ip", "-4", "route").CombinedOutput()
+	if err != nil {
+		t.Errorf("routes in the Pod's network namespace: %v: %s", err, routes)
+		return
+	}
+	t.Logf("routes in the Pod's network namespace:\n%s", routes)
+	for _, line := range strings.Split(strings.TrimSpace(string(routes)), "\n") {
+		if !strings.HasPrefix(line, n.Subnet.String()+" ") {
+			t.Errorf("the Pod has a route beyond its subnet %s: %q", n.Subnet, line)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != ipForward {
+		t.Errorf("net.ipv4.ip_forward is %s with the Pod running, %s before", strings.TrimSpace(string(b)), ipForward)
 	}
 }
 
