@@ -40,7 +40,7 @@ func TestNode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a node needs root")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	started := time.Now()
 	step := func(format string, args ...any) {
