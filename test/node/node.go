@@ -600,7 +600,7 @@ func (n *Node) strayProcesses() []int {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		cgroup, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if bytes.Contains(cmdline, []byte(n.Dir)) || (ownKubepods && bytes.Contains(cgroup, []byte(":/kubepods"))) {
+		if bytes.Contains(cmdline, []byte(n.Dir+"/")) || (ownKubepods && bytes.Contains(cgroup, []byte(":/kubepods"))) {
 			pids = append(pids, pid)
 		}
 	}
