@@ -139,6 +139,17 @@ prereqs: ## Check what make demo and make test need of the machine (Linux, Go, a
 envtest: prereqs ## Build the test control plane (kube-apiserver, kube-controller-manager, etcd) if absent; print its directory.
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
 
+# A real node (kubelet, containerd, runc, CNI plugins, crictl), built from module sources by
+# hack/build-node.sh into a versioned cache outside the clone; no suite uses it yet.
+.PHONY: node
+node: ## Build the node binaries (kubelet, containerd, runc, CNI plugins, crictl) if absent; print their directory.
+	@dir="$$(nice -n 10 hack/build-node.sh)"; echo "node binaries: $$dir"
+
+# Not part of test or test-all: it needs root, and it changes the host while it runs (see test/node/README.md).
+.PHONY: test-node
+test-node: envtest node ## Run a real node (kubelet, containerd, runc, CNI bridge) against the local control plane: one Pod, then check nothing is left. Needs root.
+	assets="$$($(BUILD_ENVTEST))"; dir="$$(nice -n 10 hack/build-node.sh)"; cd test/node && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_NODE_BIN="$$dir" go test -count=1 -v -timeout 10m .
+
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ if absent.
 $(GOLANGCI_LINT): | $(LOCALBIN)
