@@ -50,8 +50,8 @@ func (l *Lock) diagnose(a answer) {
 	l.eventLocked(c.lock, corev1.EventTypeWarning, ReasonHolderLooksStuck, "%s is %s", l.own.Name, msg)
 }
 
-// graceEnds returns when the holder's Pod, being deleted, passes its grace period (its deletionTimestamp),
-// if that is still ahead; else the zero time.
+// graceEnds returns when the holder's Pod, being deleted, would look stuck (terminatingSlack past its
+// deletionTimestamp), if that is still ahead; else the zero time.
 func (l *Lock) graceEnds() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -59,7 +59,7 @@ func (l *Lock) graceEnds() time.Time {
 	if c.holder == nil || c.pod.name != c.holder.Name || c.pod.obj == nil || string(c.pod.obj.UID) != c.holder.UID || c.pod.obj.DeletionTimestamp == nil {
 		return time.Time{}
 	}
-	if t := c.pod.obj.DeletionTimestamp.Time; time.Now().Before(t) {
+	if t := c.pod.obj.DeletionTimestamp.Time.Add(terminatingSlack); time.Now().Before(t) {
 		return t
 	}
 	return time.Time{}
@@ -77,9 +77,15 @@ type suspicion struct {
 	since time.Duration // how long it has looked so
 }
 
+// terminatingSlack is how long past its grace period a terminating Pod may take before it looks stuck: a
+// kubelet kills what is left at the end of the grace period and removes the Pod a moment later, so every
+// graceful stop of a holder that ignores SIGTERM ends a little past it, and without the slack each follower
+// would report it (two Events each: a hundred followers sent two hundred Events at each such failover).
+const terminatingSlack = 10 * time.Second
+
 // suspect says whether a holder that counts as alive looks stuck: its Pod is terminating past its grace
-// period (deletionTimestamp, which the API server sets to the end of the grace period, has passed), or its
-// Node's Ready condition is False or Unknown. pod is the holder's Pod as watched (nil if absent); node its
+// period (deletionTimestamp, which the API server sets to the end of the grace period, passed more than
+// terminatingSlack ago), or its Node's Ready condition is False or Unknown. pod is the holder's Pod as watched (nil if absent); node its
 // Node (nil if unknown).
 func suspect(pod *corev1.Pod, uid string, node *corev1.Node, now time.Time) *suspicion {
 	if pod == nil || string(pod.UID) != uid {
@@ -97,7 +103,7 @@ func suspect(pod *corev1.Pod, uid string, node *corev1.Node, now time.Time) *sus
 			}
 		}
 	}
-	if dt := pod.DeletionTimestamp; dt != nil && now.After(dt.Time) {
+	if dt := pod.DeletionTimestamp; dt != nil && now.After(dt.Time.Add(terminatingSlack)) {
 		return &suspicion{what: fmt.Sprintf("its Pod has been terminating past its grace period, on Node %s,", nodeName), node: nodeName, since: now.Sub(dt.Time)}
 	}
 	return nil

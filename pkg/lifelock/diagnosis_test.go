@@ -38,6 +38,7 @@ func TestSuspect(t *testing.T) {
 		{name: "node Unknown", pod: pod(0), node: node("n1", corev1.ConditionUnknown, time.Minute), wantWhat: "has been Unknown", wantSince: time.Minute},
 		{name: "another node NotReady", pod: pod(0), node: node("n2", corev1.ConditionFalse, time.Minute)},
 		{name: "terminating within its grace period", pod: pod(-10 * time.Second), node: node("n1", corev1.ConditionTrue, time.Hour)},
+		{name: "terminating a little past its grace period: the kubelet is finishing", pod: pod(terminatingSlack - time.Second), node: node("n1", corev1.ConditionTrue, time.Hour)},
 		{name: "terminating past its grace period", pod: pod(2 * time.Minute), node: node("n1", corev1.ConditionTrue, time.Hour), wantWhat: "terminating past its grace period", wantSince: 2 * time.Minute},
 		{name: "another Pod's UID", pod: func() *corev1.Pod { p := pod(time.Minute); p.UID = "v"; return p }()},
 		{name: "no Pod", node: node("n1", corev1.ConditionFalse, time.Minute)},

@@ -104,6 +104,7 @@ var _ = Describe("Stuck holder", Ordered, ContinueOnFailure, func() {
 			_, b, podA, podB := exampleLeaderAndFollower(ctx, bin, ns, node, dir, wr)
 			// No kubelet finishes the deletion: the Pod stays Terminating, its process running.
 			Expect(cp.Client.CoreV1().Pods(ns).Delete(ctx, podA.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)})).To(Succeed())
+			// It looks stuck 10 s after its grace period ended (terminatingSlack).
 			expectDiagnosis(ctx, b, podA, podB, node, "its Pod has been terminating past its grace period, on Node "+node, 5*time.Second)
 		})
 	})
