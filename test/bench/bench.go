@@ -27,6 +27,7 @@ type config struct {
 	// maxRounds bounds the failover rounds of the slow implementations: their failovers run in that many
 	// rounds, in parallel groups (each its own lock with N candidates), as far as maxProcs allows.
 	maxRounds int
+	trace     bool       // print each life failover's timeline
 	cost      costConfig // the cluster-scale cost scenario (cost.go); no locks: not run
 }
 

@@ -6,13 +6,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 
+	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/test/harness"
 	"github.com/lifelock/lifelock/test/harness/witness"
 )
@@ -177,6 +182,17 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		return sample{}, err
 	}
 	cp, pod := g.b.cp, old.pod
+	var tl *lockTimeline
+	var load0 apiserverLoad
+	if g.b.cfg.trace && g.impl == life {
+		if tl, err = watchLockTimeline(ctx, cp, g.ns, g.lock); err != nil {
+			return sample{}, err
+		}
+		defer tl.stop()
+		if load0, err = readAPIServerLoad(ctx, cp); err != nil {
+			return sample{}, err
+		}
+	}
 	deleteRequest := func() error {
 		return cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
 	}
@@ -213,10 +229,26 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 	if err := cp.ForceDeletePod(ctx, pod); err != nil { // kubelet's final delete
 		return sample{}, err
 	}
+	podGone := witness.Now()
 	delete(g.cands, pod.Name)
 	next, err := g.firstActionAfter(ctx, t0, 2*time.Minute)
 	if err != nil {
 		return sample{}, fmt.Errorf("waiting for a leader of %s/%s after %s of %s: %w", g.ns, g.lock, sc, pod.Name, err)
+	}
+	if tl != nil {
+		g.b.logf("trace N=%d %s: Pod gone %s ms; %s; %s acts %s ms", len(g.cands)+1, sc, ms(podGone-t0), tl.since(t0), next.Who, ms(next.Start-t0))
+		load1, err := readAPIServerLoad(ctx, cp)
+		if err != nil {
+			return sample{}, err
+		}
+		g.b.logf("trace: from before the disruption to the next leader acting, kube-apiserver used %.0f ms CPU for %s", (load1.cpu-load0.cpu)*1000, load1.requests.minus(load0.requests).top(6))
+		if evs, err := cp.Client.CoreV1().Events(g.ns).List(ctx, metav1.ListOptions{}); err == nil {
+			by := map[string]int{}
+			for _, e := range evs.Items {
+				by[e.Source.Component+"/"+e.Reason+"/"+e.InvolvedObject.Kind]++
+			}
+			g.b.logf("trace: events so far in %s: %v", g.ns, by)
+		}
 	}
 	if err := g.add(ctx, 1); err != nil {
 		return sample{}, err
@@ -248,4 +280,85 @@ func tail(s string) string {
 		return "..." + s[len(s)-keep:]
 	}
 	return s
+}
+
+// lockTimeline records, on the witness clock, each change of a Lease lock a watch shows.
+type lockTimeline struct {
+	mu     sync.Mutex
+	events []string
+	at     []time.Duration
+	w      watch.Interface
+	done   chan struct{}
+}
+
+// watchLockTimeline starts recording the changes of the Lease ns/name.
+func watchLockTimeline(ctx context.Context, cp *harness.ControlPlane, ns, name string) (*lockTimeline, error) {
+	cur, err := cp.Client.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w, err := cp.Client.CoordinationV1().Leases(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: cur.ResourceVersion})
+	if err != nil {
+		return nil, err
+	}
+	tl := &lockTimeline{w: w, done: make(chan struct{})}
+	go func() {
+		defer close(tl.done)
+		for ev := range w.ResultChan() {
+			now := witness.Now()
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok {
+				continue
+			}
+			what := strings.ToLower(string(ev.Type))
+			if ev.Type != watch.Deleted {
+				what += " by " + strings.SplitN(ptr.Deref(l.Spec.HolderIdentity, ""), "_", 2)[0]
+				if l.Annotations[lifelock.SettledAnnotation] == "true" {
+					what += " (settled)"
+				}
+			}
+			tl.mu.Lock()
+			tl.events, tl.at = append(tl.events, what), append(tl.at, now)
+			tl.mu.Unlock()
+		}
+	}()
+	return tl, nil
+}
+
+// since lists the recorded changes with their times after t0.
+func (tl *lockTimeline) since(t0 time.Duration) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var parts []string
+	for i, e := range tl.events {
+		parts = append(parts, fmt.Sprintf("lock %s %s ms", e, ms(tl.at[i]-t0)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (tl *lockTimeline) stop() {
+	tl.w.Stop()
+	<-tl.done
+}
+
+// apiserverLoad is kube-apiserver's CPU time so far and the requests it served.
+type apiserverLoad struct {
+	cpu      float64
+	requests requestCounts
+}
+
+func readAPIServerLoad(ctx context.Context, cp *harness.ControlPlane) (apiserverLoad, error) {
+	pid, err := cp.APIServerPID()
+	if err != nil {
+		return apiserverLoad{}, err
+	}
+	st, err := readProcStat(pid)
+	if err != nil {
+		return apiserverLoad{}, err
+	}
+	m, err := scrapeMetrics(ctx, cp.Client)
+	if err != nil {
+		return apiserverLoad{}, err
+	}
+	return apiserverLoad{cpu: st.CPUSeconds, requests: m.Requests}, nil
 }

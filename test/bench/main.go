@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,11 @@ func main() {
 	quick := flag.Bool("quick", false, "a short run: N=3 and 10, 5 failovers per scenario, 6 s windows, and the cost scenario with 10 locks × 3 and 10 s windows (rough numbers)")
 	costOnly := flag.Bool("cost-only", false, "run only the cluster-scale cost scenario")
 	costLocks := flag.Int("cost-locks", 0, "locks in the cost scenario (default 100, or 10 with -quick)")
+	nsFlag := flag.String("ns", "", "comma-separated candidates per lock to measure instead of the default (e.g. 3,100)")
+	implsFlag := flag.String("impls", "", "comma-separated implementations to measure instead of all (life, lease, oplib)")
+	reps := flag.Int("reps", 0, "failovers per scenario instead of the default")
+	noCost := flag.Bool("no-cost", false, "skip the cluster-scale cost scenario")
+	trace := flag.Bool("trace", false, "print, for each life failover, when the lock changed and when the next leader acted, relative to the delete request")
 	costWindow := flag.Duration("cost-window", 0, "idle window of the cost scenario, per implementation and for the baseline (default 60s, or 10s with -quick)")
 	flag.Parse()
 	cfg := config{ns: []int{3, 10, 100}, impls: allImpls, reps: 30, window: 30 * time.Second, maxProcs: 500, maxRounds: 4,
@@ -45,6 +51,37 @@ func main() {
 	}
 	if *costWindow > 0 {
 		cfg.cost.window = *costWindow
+	}
+	if *nsFlag != "" {
+		cfg.ns = nil
+		for _, f := range strings.Split(*nsFlag, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 2 {
+				fmt.Fprintf(os.Stderr, "bench: -ns=%s: %q is not a number of candidates (2 or more)\n", *nsFlag, f)
+				os.Exit(2)
+			}
+			cfg.ns = append(cfg.ns, n)
+		}
+	}
+	if *implsFlag != "" {
+		cfg.impls = nil
+		for _, f := range strings.Split(*implsFlag, ",") {
+			if !slices.Contains(allImpls, impl(f)) {
+				fmt.Fprintf(os.Stderr, "bench: -impls=%s: %q is not one of %v\n", *implsFlag, f, allImpls)
+				os.Exit(2)
+			}
+			cfg.impls = append(cfg.impls, impl(f))
+		}
+	}
+	if *reps > 0 {
+		cfg.reps = *reps
+	}
+	if *noCost {
+		cfg.cost.locks = 0
+	}
+	cfg.trace = *trace
+	if *nsFlag != "" || *implsFlag != "" || *reps > 0 || *noCost {
+		how = "`go run ./test/bench " + strings.Join(os.Args[1:], " ") + "`"
 	}
 	if *costOnly {
 		cfg.ns = nil

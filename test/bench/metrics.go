@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -168,6 +171,18 @@ func (c requestCounts) minus(before requestCounts) requestCounts {
 }
 
 // sum adds up the counts that match.
+// top lists the n most frequent kinds of request, most first.
+func (c requestCounts) top(n int) string {
+	kinds := slices.SortedFunc(maps.Keys(c), func(a, b request) int { return cmp.Compare(c[b], c[a]) })
+	var parts []string
+	for _, r := range kinds[:min(n, len(kinds))] {
+		if c[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", r, c[r]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 func (c requestCounts) sum(match func(request) bool) float64 {
 	var n float64
 	for r, v := range c {
