@@ -59,7 +59,7 @@ func (l *Lock) graceEnds() time.Time {
 	if c.holder == nil || c.pod.name != c.holder.Name || c.pod.obj == nil || string(c.pod.obj.UID) != c.holder.UID || c.pod.obj.DeletionTimestamp == nil {
 		return time.Time{}
 	}
-	if t := c.pod.obj.DeletionTimestamp.Time.Add(terminatingSlack); time.Now().Before(t) {
+	if t := c.pod.obj.DeletionTimestamp.Add(terminatingSlack); time.Now().Before(t) {
 		return t
 	}
 	return time.Time{}
@@ -103,7 +103,7 @@ func suspect(pod *corev1.Pod, uid string, node *corev1.Node, now time.Time) *sus
 			}
 		}
 	}
-	if dt := pod.DeletionTimestamp; dt != nil && now.After(dt.Time.Add(terminatingSlack)) {
+	if dt := pod.DeletionTimestamp; dt != nil && now.After(dt.Add(terminatingSlack)) {
 		return &suspicion{what: fmt.Sprintf("its Pod has been terminating past its grace period, on Node %s,", nodeName), node: nodeName, since: now.Sub(dt.Time)}
 	}
 	return nil
