@@ -1,10 +1,12 @@
 package lifelock_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
 
+	"k8s.io/client-go/tools/leaderelection"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
@@ -74,4 +76,26 @@ func ExampleTimingsFor() {
 	// Output:
 	// retry 100ms renew deadline 500ms lease 1s grace 1.1s
 	// lease 20s grace 14.4s
+}
+
+// A program with plain client-go runs the elector itself; the lock hands it the configuration to run,
+// with the timings its acquisition grace was derived for. The Pod needs what Become's needs.
+func ExampleLock_ElectionConfig() {
+	ctx := ctrl.SetupSignalHandler()
+	lock, err := lifelock.New(ctx, ctrl.GetConfigOrDie(), "my-operator-lock", lifelock.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err) // says what is missing: the Pod's name, a permission, ...
+		os.Exit(1)
+	}
+	defer lock.Close()
+	leaderelection.RunOrDie(ctx, lock.ElectionConfig(leaderelection.LeaderCallbacks{
+		OnStartedLeading: func(ctx context.Context) {
+			// Lead until ctx ends; only one Pod runs here at a time.
+			<-ctx.Done()
+		},
+		OnStoppedLeading: func() {
+			// The lock was lost (or released on shutdown): stop at once.
+			os.Exit(0)
+		},
+	}))
 }
