@@ -88,7 +88,7 @@ func main() {
 		Named("configmap-stamper").
 		For(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{EnableWarmup: ptr.To(true)}).
-		Complete(&configMapReconciler{Client: mgr.GetClient(), podName: podName}); err != nil {
+		Complete(newConfigMapReconciler(mgr, podName)); err != nil {
 		setupLog.Error(err, "Unable to create controller", "controller", "configmap-stamper")
 		os.Exit(1)
 	}
@@ -124,6 +124,22 @@ func main() {
 type configMapReconciler struct {
 	client.Client
 	podName string
+	// lock is the leader lock in life mode (nil in lease mode, or without election: writes are not fenced).
+	lock *lifelock.Lock
+}
+
+func newConfigMapReconciler(mgr ctrl.Manager, podName string) *configMapReconciler {
+	lock, _ := manageropts.LockOf(mgr) // not ok in lease mode or without election: nothing to fence with
+	return &configMapReconciler{Client: mgr.GetClient(), podName: podName, lock: lock}
+}
+
+// fence returns the term to stamp on a write, or an error when this process must not write (see
+// lifelock.Lock.Fence); the zero term without a lock.
+func (r *configMapReconciler) fence() (lifelock.Term, error) {
+	if r.lock == nil {
+		return lifelock.Term{}, nil
+	}
+	return r.lock.Fence()
 }
 
 func (r *configMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -133,7 +149,7 @@ func (r *configMapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 	// The fencing epoch: in life mode, the term this process leads in (none in lease mode). Fence refuses
 	// once this process has lost the lock, while its manager is still stopping: write nothing then.
-	term, err := manageropts.Default.Fence()
+	term, err := r.fence()
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("not writing %s: %w", req, err)
 	}

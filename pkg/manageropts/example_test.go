@@ -29,3 +29,25 @@ func Example() {
 		os.Exit(1)
 	}
 }
+
+// A controller fences what it writes with the term of the lock its manager holds: LockOf hands it the lock
+// when it is set up, and the Reconcile asks Fence before each write (see lifelock.Term).
+func ExampleLockOf() {
+	mgr, err := manageropts.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{LeaderElection: true, LeaderElectionID: "example.my.domain"})
+	if err != nil {
+		os.Exit(1)
+	}
+	lock, ok := manageropts.LockOf(mgr) // not ok in lease mode: nothing to fence with
+	reconcileOne := func() error {
+		if !ok {
+			return nil // write unfenced
+		}
+		term, err := lock.Fence()
+		if err != nil {
+			return err // not leading, or superseded: write nothing
+		}
+		_ = term.String() // stamp it on the object written
+		return nil
+	}
+	_ = reconcileOne
+}

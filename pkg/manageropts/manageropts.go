@@ -25,8 +25,8 @@
 // whose lock watch has been broken for longer than Options.Lock.WatchFailureTolerance, never for a
 // follower), releases the lock on shutdown only once every leader-only runnable added to the manager has
 // returned (controller-runtime cancels the elector after GracefulShutdownTimeout whether or not they have;
-// the lock then stays held until the Pod is gone), and Default.Term returns the term this process leads in,
-// to fence what it writes (see lifelock.Term). A program that calls Apply and manager.New itself passes the
+// the lock then stays held until the Pod is gone), and LockOf(mgr) hands a controller the lock, whose Fence
+// returns the term this process leads in, to stamp on what it writes (see lifelock.Term). A program that calls Apply and manager.New itself passes the
 // manager to Wrap for the same.
 //
 // With --leader-elect-mode=life (the default) and LeaderElection set, the manager elects its leader with a
@@ -140,7 +140,7 @@ const kindUsage = "In life mode, the object that holds the lock: 'lease' (the de
 // watch stays broken; releases the lock on shutdown only once every leader-only runnable added to it has
 // returned; and, when its Start returns, closes the lock's watches (and waits for its Events to be written).
 func (o *Options) NewManager(cfg *rest.Config, mo manager.Options) (manager.Manager, error) {
-	mo, err := o.Apply(cfg, mo)
+	mo, _, err := o.Apply(cfg, mo)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +210,9 @@ func (m *lifeManager) Add(r manager.Runnable) error {
 // and otherwise stays held until this Pod is gone. A manager made with manager.New from Apply's options and
 // not passed to Wrap cannot tell, so its lock never releases: its successor takes over once this Pod is
 // gone. Setting LeaderElectionReleaseOnCancel to false after Apply turns the release off.
-func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, error) {
+//
+// It returns the lock it created (nil in lease mode or without election).
+func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, *lifelock.Lock, error) {
 	mode := o.Mode
 	if mode == "" {
 		mode = ModeLife
@@ -218,32 +220,32 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	switch mode {
 	case ModeLease:
 		if o.Lock.Kind != "" && o.Lock.Kind != lifelock.KindLease {
-			return mo, fmt.Errorf("--%s=%s applies to life mode only, but --%s=lease: drop --%s, or use --%s=life", KindFlagName, o.Lock.Kind, FlagName, KindFlagName, FlagName)
+			return mo, nil, fmt.Errorf("--%s=%s applies to life mode only, but --%s=lease: drop --%s, or use --%s=life", KindFlagName, o.Lock.Kind, FlagName, KindFlagName, FlagName)
 		}
 		if o.Lock.TakeOverFromOutOfServiceNodes {
-			return mo, fmt.Errorf("--%s applies to life mode only, but --%s=lease: drop it, or use --%s=life", OutOfServiceFlagName, FlagName, FlagName)
+			return mo, nil, fmt.Errorf("--%s applies to life mode only, but --%s=lease: drop it, or use --%s=life", OutOfServiceFlagName, FlagName, FlagName)
 		}
-		return mo, nil
+		return mo, nil, nil
 	case ModeLife:
 	default:
-		return mo, fmt.Errorf("--%s=%q: %w", FlagName, mode, errInvalidMode)
+		return mo, nil, fmt.Errorf("--%s=%q: %w", FlagName, mode, errInvalidMode)
 	}
 	if !mo.LeaderElection {
 		switch {
 		case o.Mode == ModeLife:
-			return mo, errLifeWithoutElection
+			return mo, nil, errLifeWithoutElection
 		case o.Lock.Kind != "" && o.Lock.Kind != lifelock.KindLease:
-			return mo, fmt.Errorf("--%s=%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", KindFlagName, o.Lock.Kind, KindFlagName)
+			return mo, nil, fmt.Errorf("--%s=%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", KindFlagName, o.Lock.Kind, KindFlagName)
 		case o.Lock.TakeOverFromOutOfServiceNodes:
-			return mo, fmt.Errorf("--%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", OutOfServiceFlagName, OutOfServiceFlagName)
+			return mo, nil, fmt.Errorf("--%s was given but leader election is off (in a kubebuilder main.go, --leader-elect is unset), so there is no lock: add --leader-elect, or drop --%s", OutOfServiceFlagName, OutOfServiceFlagName)
 		}
-		return mo, nil
+		return mo, nil, nil
 	}
 	if mo.LeaderElectionResourceLockInterface != nil {
-		return mo, fmt.Errorf("life mode: manager.Options.LeaderElectionResourceLockInterface is already set; leave it unset or use --%s=lease", FlagName)
+		return mo, nil, fmt.Errorf("life mode: manager.Options.LeaderElectionResourceLockInterface is already set; leave it unset or use --%s=lease", FlagName)
 	}
 	if mo.LeaderElectionID == "" {
-		return mo, errors.New("life mode: manager.Options.LeaderElectionID is empty; set it to the name of the lock, as for lease mode")
+		return mo, nil, errors.New("life mode: manager.Options.LeaderElectionID is empty; set it to the name of the lock, as for lease mode")
 	}
 	t := lifelock.TimingsFor(durationOr(mo.RetryPeriod, 0), durationOr(mo.RenewDeadline, 0))
 	lease := durationOr(mo.LeaseDuration, t.LeaseDuration)
@@ -275,20 +277,27 @@ func (o *Options) Apply(cfg *rest.Config, mo manager.Options) (manager.Options, 
 	defer cancel()
 	lock, err := lifelock.New(ctx, cfg, mo.LeaderElectionID, lo)
 	if err != nil {
-		return mo, fmt.Errorf("life mode (--%s=life): %w", FlagName, err)
+		return mo, nil, fmt.Errorf("life mode (--%s=life): %w", FlagName, err)
 	}
 	o.lock = lock
 	mo.LeaderElectionResourceLockInterface = lock
 	mo.LeaderElectionReleaseOnCancel = true
-	return mo, nil
+	return mo, o.lock, nil
 }
 
-// CreatedLock returns the lock created by the last successful Apply in life mode, or nil.
-func (o *Options) CreatedLock() *lifelock.Lock { return o.lock }
+// LockOf returns the lock of a manager that NewManager (or Wrap) returned in life mode, for a controller
+// that fences its writes (lifelock.Lock.Fence) or reads its term; ok is false for any other manager (lease
+// mode, no election, or a manager that did not come from this package), whose writes are not fenced.
+func LockOf(mgr manager.Manager) (lock *lifelock.Lock, ok bool) {
+	if lm, isLife := mgr.(*lifeManager); isLife {
+		return lm.lock, true
+	}
+	return nil, false
+}
 
 // Term returns the term this process won (see lifelock.Lock.Term), and whether it still leads in it; false
-// in lease mode. To decide whether to write, a controller's Reconcile calls Fence instead; with NewManager,
-// that is manageropts.Default.Fence().
+// in lease mode. To decide whether to write, a controller's Reconcile calls Fence instead (or the Fence of
+// the lock LockOf returns).
 func (o *Options) Term() (lifelock.Term, bool) {
 	if o.lock == nil {
 		return lifelock.Term{}, false

@@ -62,7 +62,7 @@ func TestApplyWithoutLock(t *testing.T) {
 		{name: "invalid mode", o: Options{Mode: "forever"}, mo: manager.Options{LeaderElection: true, LeaderElectionID: "x"}, wantErr: "use life or lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.o.Apply(cfg, tc.mo)
+			got, _, err := tc.o.Apply(cfg, tc.mo)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Apply err = %v, want %q", err, tc.wantErr)
@@ -111,7 +111,7 @@ func TestLockFlags(t *testing.T) {
 
 func TestLockKindNeedsLifeMode(t *testing.T) {
 	o := Options{Mode: ModeLease, Lock: lifelock.Options{Kind: lifelock.KindConfigMap}}
-	_, err := o.Apply(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{LeaderElection: true, LeaderElectionID: "x"})
+	_, _, err := o.Apply(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{LeaderElection: true, LeaderElectionID: "x"})
 	if err == nil || !strings.Contains(err.Error(), "--leader-elect-lock-kind=configmap applies to life mode only") {
 		t.Fatalf("Apply err = %v", err)
 	}

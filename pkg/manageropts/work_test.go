@@ -120,3 +120,13 @@ func TestLeaderWorkStopsAtTheLoss(t *testing.T) {
 		t.Fatal("a manager that does not count its runnables says it stops on Lost")
 	}
 }
+
+// LockOf knows only the managers this package wrapped in life mode.
+func TestLockOfOtherManagers(t *testing.T) {
+	if lock, ok := LockOf(nil); ok || lock != nil {
+		t.Fatalf("LockOf(nil) = %v, %v", lock, ok)
+	}
+	if lock, ok := LockOf(&lifeManager{}); !ok || lock != nil {
+		t.Fatalf("LockOf(a life manager) = %v, %v; want its (here nil) lock and ok", lock, ok)
+	}
+}

@@ -28,8 +28,8 @@ func startPlainProgram(ctx context.Context, ns, pod string, hist *harness.Histor
 	lock, err := lifelock.New(ctx, cp.Config, lockName, lifelock.Options{PodName: pod, PodNamespace: ns})
 	Expect(err).NotTo(HaveOccurred())
 	p := &plainProgram{lock: lock, elected: make(chan struct{}), workDone: make(chan struct{}), done: make(chan struct{})}
-	workCtx, stopWork := context.WithCancel(context.Background())
-	electCtx, stopElect := context.WithCancel(context.Background())
+	workCtx, stopWork := context.WithCancel(ctx)
+	electCtx, stopElect := context.WithCancel(ctx)
 	p.stopWork, p.stopElect = stopWork, stopElect
 	cfg := lock.ElectionConfig(leaderelection.LeaderCallbacks{
 		OnStartedLeading: func(ctx context.Context) {

@@ -260,7 +260,7 @@ var _ = Describe("Safety", func() {
 		}),
 		Entry("set as manager.Options.LeaderElectionNamespace", func(pod *corev1.Pod, lockNS string) (func(), error) {
 			mopts := &manageropts.Options{Lock: lifelock.Options{PodName: pod.Name, PodNamespace: pod.Namespace}}
-			_, err := mopts.NewManager(rest.CopyConfig(cp.Config), manager.Options{
+			mgr, err := mopts.NewManager(rest.CopyConfig(cp.Config), manager.Options{
 				LeaderElection:          true,
 				LeaderElectionID:        lockName,
 				LeaderElectionNamespace: lockNS,
@@ -270,7 +270,9 @@ var _ = Describe("Safety", func() {
 			if err != nil {
 				return nil, err
 			}
-			return mopts.CreatedLock().Close, nil
+			lock, ok := manageropts.LockOf(mgr)
+			Expect(ok).To(BeTrue(), "NewManager in life mode returns a manager LockOf knows")
+			return lock.Close, nil
 		}),
 	)
 

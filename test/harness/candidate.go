@@ -89,7 +89,7 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 	if o.RenewDeadline != 0 {
 		mo.RenewDeadline = &o.RenewDeadline
 	}
-	mo, err := mopts.Apply(rest.CopyConfig(cfg), mo)
+	mo, lock, err := mopts.Apply(rest.CopyConfig(cfg), mo)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (cp *ControlPlane) NewCandidate(o CandidateOptions) (*Candidate, error) {
 	if mgr, err = mopts.Wrap(mgr); err != nil {
 		return nil, err
 	}
-	c := &Candidate{Name: o.Pod.Name, Pod: o.Pod, Manager: mgr, Lock: mopts.CreatedLock(), done: make(chan struct{})}
+	c := &Candidate{Name: o.Pod.Name, Pod: o.Pod, Manager: mgr, Lock: lock, done: make(chan struct{})}
 	if err := mgr.Add(&actor{who: c.Name, history: o.History, linger: o.Linger}); err != nil {
 		return nil, err
 	}
