@@ -190,11 +190,11 @@ func (l *Lock) Close() {
 	}
 }
 
-// lostEventWait bounds how long after its loss was reported a lost lock's Close waits for its Event writes.
-// A loss its watches showed is reported milliseconds before Close, and one a renewal found, the renew
-// deadline before it; either way the wait ends inside the margin the acquisition grace allows for stopping
-// (the renew deadline and DefaultExitMargin).
-const lostEventWait = 300 * time.Millisecond
+// lostEventWait bounds how long after its loss was reported a lost lock's Close waits for its Event writes
+// (a LostLock Event takes a few milliseconds to write). A program that stops on Lost closes the lock right
+// after the loss was reported, so the wait ends well inside the fence margin (DefaultFenceMargin); one that
+// relies on the elector closes it the renew deadline later, inside the exit margin.
+const lostEventWait = 50 * time.Millisecond
 
 // Identity returns this candidate's holder identity: its Pod's name and UID.
 func (l *Lock) Identity() string { return l.identity }

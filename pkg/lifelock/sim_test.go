@@ -76,8 +76,8 @@ const (
 	maxPause = 100 * time.Millisecond
 	maxExit  = 200 * time.Millisecond
 	// maxStopOnLost: a program that stops on Lost has stopped acting this long after Lost closed (the
-	// manager returns at once; the process exits).
-	maxStopOnLost = 50 * time.Millisecond
+	// manager returns at once, after at most lostEventWait for its Events; the process exits).
+	maxStopOnLost = lostEventWait + 20*time.Millisecond
 	simQuiet      = 12 * time.Second // the quiet period before the liveness check
 	simLength     = 6 * time.Second  // when disruptions may come
 )

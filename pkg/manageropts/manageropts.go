@@ -185,9 +185,24 @@ type lifeManager struct {
 	work *leaderWork
 }
 
+// Start runs the manager and closes the lock once it has returned (by then the elector has finished,
+// including its release on shutdown).
+//
+// When the lock is lost, Start returns at once, as controller-runtime's manager does when its own elector
+// loses (it skips the graceful shutdown): the leader-only runnables have been cancelled, and the process,
+// which exits on the error, stops any leader work that ignores its context, rather than waiting for the
+// graceful shutdown of the other runnables. Only the lock's Events are waited for, briefly.
 func (m *lifeManager) Start(ctx context.Context) error {
-	defer m.lock.Close()
-	return m.Manager.Start(ctx)
+	returned := make(chan error, 1)
+	go func() { returned <- m.Manager.Start(ctx) }()
+	select {
+	case err := <-returned:
+		m.lock.Close()
+		return err
+	case <-m.lock.Lost():
+		m.lock.Close()
+		return fmt.Errorf("leader election lost: the lock's watches showed the loss, so the manager stopped at once: %w", lifelock.ErrLockLost)
+	}
 }
 
 // Add adds r to the manager; a runnable that runs only while leading is counted while it runs.
