@@ -72,13 +72,23 @@ func settledOf(l *coordinationv1.Lease) bool { return l.Annotations[SettledAnnot
 
 // withSettled returns annotations with SettledAnnotation set or removed (a copy; nil when empty).
 func withSettled(annotations map[string]string, settled bool) map[string]string {
+	v := ""
+	if settled {
+		v = "true"
+	}
+	return withAnnotation(annotations, SettledAnnotation, v)
+}
+
+// withAnnotation returns a copy of annotations with key set to value, or removed when value is empty; nil
+// when nothing is left.
+func withAnnotation(annotations map[string]string, key, value string) map[string]string {
 	out := map[string]string{}
 	for k, v := range annotations {
 		out[k] = v
 	}
-	delete(out, SettledAnnotation)
-	if settled {
-		out[SettledAnnotation] = "true"
+	delete(out, key)
+	if value != "" {
+		out[key] = value
 	}
 	if len(out) == 0 {
 		return nil
@@ -103,18 +113,11 @@ func stopsWithinOf(l *coordinationv1.Lease) time.Duration {
 // withStopsWithin returns annotations with StopsWithinAnnotation stating that holder stops within d, or
 // without it when d is 0 (a copy; nil when empty).
 func withStopsWithin(annotations map[string]string, holder string, d time.Duration) map[string]string {
-	out := map[string]string{}
-	for k, v := range annotations {
-		out[k] = v
-	}
-	delete(out, StopsWithinAnnotation)
+	v := ""
 	if d > 0 {
-		out[StopsWithinAnnotation] = d.String() + " " + holder
+		v = d.String() + " " + holder
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return withAnnotation(annotations, StopsWithinAnnotation, v)
 }
 
 // holderOf returns a lease's holder identity ("" when free).
