@@ -140,7 +140,7 @@ envtest: prereqs ## Build the test control plane (kube-apiserver, kube-controlle
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
 
 # A real node (kubelet, containerd, runc, CNI plugins, crictl), built from module sources by
-# hack/build-node.sh into a versioned cache outside the clone; no suite uses it yet.
+# hack/build-node.sh into a versioned cache outside the clone; its first suite (make test-node) runs one Pod on it; the election suites do not use it yet.
 .PHONY: node
 node: ## Build the node binaries (kubelet, containerd, runc, CNI plugins, crictl) if absent; print their directory.
 	@dir="$$(nice -n 10 hack/build-node.sh)"; echo "node binaries: $$dir"
