@@ -377,8 +377,11 @@ func burnCPU(n int) (stop func()) {
 		wg.Go(func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			for x := uint64(1); !done.Load(); x = x*6364136223846793005 + 1 {
+			spins := 0
+			for !done.Load() {
+				spins++
 			}
+			_ = spins
 		})
 	}
 	return func() { done.Store(true); wg.Wait() }
