@@ -179,14 +179,21 @@ func (l *Lock) Close() {
 		return
 	}
 	// A lost leader is exiting: its Events (LostLock) get until lostEventWait after the loss was reported,
-	// never the API server's whole timeout.
+	// and, if its leader work has stopped by then (Options.WorkStopped), until lostEventWaitIdle (nothing
+	// acts meanwhile, so the longer wait delays only the exit); never the API server's whole timeout.
 	written := make(chan struct{})
 	go func() { l.writing.Wait(); close(written) }()
-	wait := time.NewTimer(max(0, time.Until(lostAt.Add(lostEventWait))))
-	defer wait.Stop()
-	select {
-	case <-written:
-	case <-wait.C:
+	for _, until := range []time.Duration{lostEventWait, lostEventWaitIdle} {
+		wait := time.NewTimer(max(0, time.Until(lostAt.Add(until))))
+		select {
+		case <-written:
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+		if l.opts.WorkStopped == nil || !l.opts.WorkStopped() {
+			return
+		}
 	}
 }
 
@@ -195,6 +202,10 @@ func (l *Lock) Close() {
 // after the loss was reported, so the wait ends well inside the fence margin (DefaultFenceMargin); one that
 // relies on the elector closes it the renew deadline later, inside the exit margin.
 const lostEventWait = 50 * time.Millisecond
+
+// lostEventWaitIdle is how long after its loss a lost lock's Close waits for its Event writes once its
+// leader work is known to have stopped (Options.WorkStopped).
+const lostEventWaitIdle = 500 * time.Millisecond
 
 // Identity returns this candidate's holder identity: its Pod's name and UID.
 func (l *Lock) Identity() string { return l.identity }
