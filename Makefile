@@ -35,30 +35,37 @@ help: ## Display this help.
 fmt: ## Run go fmt against code.
 	go fmt ./...
 
-# The chaos suite is its own Go module (its fault-injecting proxy, Toxiproxy, stays out of the library's
-# go.mod).
-CHAOS_DIR = test/chaos
+# Every suite lives in one Go module, test/ (its go.mod replaces the library with this checkout), so that
+# the library's go.mod lists only what pkg/ and examples/ need. TEST_DIR is where test recipes cd to.
+TEST_DIR = test
 
 .PHONY: vet
 vet: ## Run go vet against code.
 	go vet ./...
-	cd $(CHAOS_DIR) && go vet ./...
-	cd $(BENCH_DIR) && go vet ./...
+	cd $(TEST_DIR) && go vet ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (installs it into bin/ if absent).
 	$(GOLANGCI_LINT) run ./...
-	cd $(CHAOS_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
-	cd $(BENCH_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
+	cd $(TEST_DIR) && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...
 
-# The scaffold suite builds two kubebuilder projects; it runs after the others, not beside them, so that
-# its compiles do not take the CPU from timing-sensitive specs.
-SCAFFOLD_PKG = ./test/scaffold
+# The e2e suite runs its specs in E2E_PROCS parallel Ginkgo processes (ginkgo -p), on one control plane;
+# the specs that stop the API server run last, alone. Its coverage of pkg/ is written to cover.out.
+E2E_PROCS ?= 3
+GINKGO = go tool ginkgo
+COVERPKG = github.com/lifelock/lifelock/pkg/...
 
 .PHONY: test
-test: prereqs vet envtest ## Run go vet, a short simulation run, then every test with the race detector against the local control plane, then test-scaffold, test-chaos, test-interop and test-bench.
+test: prereqs vet envtest ## Run go vet, the unit tests and a short simulation run, then the envtest e2e suite in parallel, all with the race detector (about 4 min warm).
 	go test -count=1 -v -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SHORT)
-	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 -v -coverpkg=./pkg/... -coverprofile cover.out $$(go list ./... | grep -v '/test/scaffold$$')
+	go test -race -count=1 ./...
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 ./harness/...
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" $(GINKGO) -race --procs=$(E2E_PROCS) --timeout=30m \
+		--coverpkg=$(COVERPKG) --coverprofile=cover.out --output-dir=$(CURDIR) ./e2e
+
+.PHONY: test-all
+test-all: test ## Run make test, then the demo's test, test-scaffold, test-chaos, test-interop and test-bench (about 15 min more warm).
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v ./demo
 	@$(MAKE) --no-print-directory test-scaffold
 	@$(MAKE) --no-print-directory test-chaos
 	@$(MAKE) --no-print-directory test-interop
@@ -76,48 +83,46 @@ test-sim: ## Explore SIM_SCHEDULES (1000000) seeded schedules of the protocol in
 
 .PHONY: test-scaffold
 test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods.
-	assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 30m $(SCAFFOLD_PKG)
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 30m ./scaffold
 
 .PHONY: demo
 demo: envtest ## Run the failover demo: three example managers on a local control plane.
-	@assets="$$($(BUILD_ENVTEST))"; KUBEBUILDER_ASSETS="$$assets" go run ./test/demo
+	@assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go run ./demo
 
 .PHONY: test-chaos
 test-chaos: envtest ## Run the short chaos run: every kind of disruption four times, on separate manager processes.
-	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m . -args -ginkgo.v
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/chaos && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m . -args -ginkgo.v
 
 ROUNDS ?= 1000
 SEED ?= 0
 KINDS ?=
 .PHONY: chaos
 chaos: envtest ## Run a long chaos run: make chaos ROUNDS=1000 [SEED=n] [KINDS=kill,term]; writes chaos-report.md.
-	assets="$$($(BUILD_ENVTEST))"; cd $(CHAOS_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 0 . \
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/chaos && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 0 . \
 		-args -ginkgo.v -chaos.rounds=$(ROUNDS) -chaos.seed=$(SEED) -chaos.kinds=$(KINDS) -chaos.report=$(CURDIR)/chaos-report.md
 
-# The benchmark is its own Go module too (operator-lib, one of the implementations it compares, stays out
-# of the library's go.mod). The operator-lib interop suite lives in it as well, in ./interop.
-BENCH_DIR = test/bench
+# The operator-lib interop suite lives beside the benchmark, in test/bench/interop, and shares its candidate.
 BENCH_OUT ?= $(CURDIR)/bench-results
 QUICK ?=
 .PHONY: test-bench
 test-bench: envtest ## Unit-test the benchmark's report code, then run the benchmark end to end, short (make bench QUICK=1).
-	cd $(BENCH_DIR) && go test -count=1 $$(go list ./... | grep -v '/interop$$')
+	cd $(TEST_DIR)/bench && go test -count=1 $$(go list ./... | grep -v '/interop$$')
 	@$(MAKE) --no-print-directory bench QUICK=1 BENCH_OUT=$(CURDIR)/bench-results-quick
 
 .PHONY: test-interop
 test-interop: envtest ## Run the operator-lib interop suite: operator-lib v0.19.0 and lifelock replicas on one ConfigMap lock, and a rolling upgrade.
-	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m ./interop -args -ginkgo.v
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/bench && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 20m ./interop -args -ginkgo.v
 
 .PHONY: bench
 bench: envtest ## Compare lifelock, controller-runtime's Lease election and operator-lib on a local control plane; writes bench-results/ (QUICK=1: a short run).
-	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) $(if $(QUICK),-quick)
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/bench && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) $(if $(QUICK),-quick)
 
 # make bench ends with the cluster-scale cost scenario; bench-cost runs it alone.
 COST_LOCKS ?=
 COST_WINDOW ?=
 .PHONY: bench-cost
 bench-cost: envtest ## Only the cost scenario: 100 locks × 3 candidates idle 60 s per implementation, over a baseline (COST_LOCKS=n, COST_WINDOW=30s, QUICK=1: 10 locks, 10 s).
-	assets="$$($(BUILD_ENVTEST))"; cd $(BENCH_DIR) && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) -cost-only $(if $(QUICK),-quick) \
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/bench && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) -cost-only $(if $(QUICK),-quick) \
 		$(if $(COST_LOCKS),-cost-locks=$(COST_LOCKS)) $(if $(COST_WINDOW),-cost-window=$(COST_WINDOW))
 
 ##@ Build
@@ -148,7 +153,7 @@ node: ## Build the node binaries (kubelet, containerd, runc, CNI plugins, crictl
 # Not part of test or test-all: it needs root, and it changes the host while it runs (see test/node/README.md).
 .PHONY: test-node
 test-node: envtest node ## Run a real node (kubelet, containerd, runc, CNI bridge) against the local control plane: one Pod, then check nothing is left. Needs root.
-	assets="$$($(BUILD_ENVTEST))"; dir="$$(nice -n 10 hack/build-node.sh)"; cd test/node && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_NODE_BIN="$$dir" go test -count=1 -v -timeout 10m .
+	assets="$$($(BUILD_ENVTEST))"; dir="$$(nice -n 10 hack/build-node.sh)"; cd $(TEST_DIR)/node && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_NODE_BIN="$$dir" go test -count=1 -v -timeout 10m .
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ if absent.

@@ -36,7 +36,6 @@ import (
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/pkg/manageropts"
-	"github.com/lifelock/lifelock/test/harness/witness"
 )
 
 const (
@@ -95,14 +94,6 @@ func main() {
 	if err := mgr.Add(leaderAnnouncer{log: ctrl.Log.WithName("leader")}); err != nil {
 		setupLog.Error(err, "Unable to add the leader announcer")
 		os.Exit(1)
-	}
-	// The multi-process test suites set LIFELOCK_WITNESS_DIR to record, on the machine's monotonic clock,
-	// when this manager acts; without it nothing is recorded.
-	if os.Getenv(witness.DirEnv) != "" {
-		if err := mgr.Add(witness.Recorder{Who: podName}); err != nil {
-			setupLog.Error(err, "Unable to add the witness recorder")
-			os.Exit(1)
-		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "Unable to set up health check")

@@ -3,7 +3,6 @@ package chaos
 import (
 	"flag"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -40,7 +39,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(*candidates).To(BeNumerically(">=", 3), "-chaos.candidates")
 	Expect(parseKinds(*kindsFlag)).Error().NotTo(HaveOccurred(), "-chaos.kinds")
 	var err error
-	manager, err = harness.BuildBinary(ctx, filepath.Join("..", ".."), "./examples/manager", GinkgoT().TempDir())
+	manager, err = harness.BuildExampleManager(ctx, GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())
 
 	cp, err = harness.Start(ctx)

@@ -74,8 +74,8 @@ func run(ctx context.Context) (err error) {
 	defer func() { _ = os.RemoveAll(tmp) }()
 
 	say("Building examples/manager")
-	if _, err := harness.BuildBinary(ctx, ".", "./examples/manager", tmp); err != nil {
-		return fmt.Errorf("building examples/manager (run from the repository root): %w", err)
+	if _, err := harness.BuildBinary(ctx, harness.RepoRoot(), "./examples/manager", tmp); err != nil {
+		return fmt.Errorf("building examples/manager: %w", err)
 	}
 
 	say("Starting the control plane: etcd, kube-apiserver, kube-controller-manager (garbage collector)")

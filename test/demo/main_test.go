@@ -6,7 +6,6 @@ import "testing"
 // election, a crash failover and a graceful hand-off between three manager processes, each proven by the
 // new leader's controller acting.
 func TestDemo(t *testing.T) {
-	t.Chdir("../..") // the demo builds ./examples/manager from the repository root
 	if err := run(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,21 +34,39 @@ var cp *harness.ControlPlane
 
 const node = "node-1"
 
-var _ = BeforeSuite(func(ctx SpecContext) {
-	logger := zap.New(zap.WriteTo(GinkgoWriter), zap.UseFlagOptions(&zap.Options{Development: true, TimeEncoder: zapcore.RFC3339NanoTimeEncoder}))
-	logf.SetLogger(logger)
-	klog.SetLogger(logger) // client-go's elector logs through klog: keep it with the spec's output
+// The suite runs in parallel (make test runs it with ginkgo -p): the first process starts the control
+// plane and the suite's Node, every process attaches to them, and each spec works in its own namespace.
+// Specs that stop the API server or need its certificate authority are Serial: Ginkgo runs them last, alone,
+// in the first process.
+var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
+	setLogger()
 	var err error
 	cp, err = harness.Start(ctx)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
+	return cp.Share()
+}, func(data []byte) {
+	if cp != nil {
+		return // the first process started it
+	}
+	setLogger()
+	var err error
+	cp, err = harness.Attach(data)
+	Expect(err).NotTo(HaveOccurred())
 }, NodeTimeout(3*time.Minute))
 
-var _ = AfterSuite(func() {
+var _ = SynchronizedAfterSuite(func() {}, func() {
 	if cp != nil {
 		Expect(cp.Stop()).To(Succeed())
 	}
 })
+
+// setLogger sends controller-runtime's and client-go's logs to the spec's output.
+func setLogger() {
+	logger := zap.New(zap.WriteTo(GinkgoWriter), zap.UseFlagOptions(&zap.Options{Development: true, TimeEncoder: zapcore.RFC3339NanoTimeEncoder}))
+	logf.SetLogger(logger)
+	klog.SetLogger(logger) // client-go's elector logs through klog: keep it with the spec's output
+}
 
 // newNamespace creates a namespace for one spec.
 func newNamespace(ctx context.Context) string {
@@ -89,23 +109,26 @@ func startCandidate(ctx context.Context, o harness.CandidateOptions) *harness.Ca
 // noRelease makes stopping a candidate play a crash: its lock is not released.
 func noRelease(mo *manager.Options) { mo.LeaderElectionReleaseOnCancel = false }
 
-// measured collects the latencies and counts the suites measure, printed at the end of the run.
-var measured = map[string][]any{}
+// measuredPrefix marks the report entries measure adds, so that the report collects them from every
+// parallel process.
+const measuredPrefix = "measured: "
 
-// measure records a latency under name and prints it.
+// measure records a latency or a count under name and prints it.
 func measure(name string, v any) {
-	measured[name] = append(measured[name], v)
-	AddReportEntry(name, fmt.Sprint(v))
+	AddReportEntry(measuredPrefix+name, fmt.Sprint(v))
 	_, _ = fmt.Fprintf(GinkgoWriter, "%s: %v\n", name, v)
 }
 
-var _ = ReportAfterSuite("measured latencies", func(Report) {
-	names := make([]string, 0, len(measured))
-	for n := range measured {
-		names = append(names, n)
+var _ = ReportAfterSuite("measured latencies", func(r Report) {
+	measured := map[string][]string{}
+	for _, spec := range r.SpecReports {
+		for _, e := range spec.ReportEntries {
+			if name, ok := strings.CutPrefix(e.Name, measuredPrefix); ok {
+				measured[name] = append(measured[name], e.StringRepresentation())
+			}
+		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(measured)) {
 		fmt.Printf("measured %-55s %v\n", n+":", measured[n])
 	}
 })

@@ -52,7 +52,7 @@ func acquiredFor(reason string) map[string]string {
 // BeforeAll) and removes it after them.
 func buildExampleManager(ctx context.Context) string {
 	start := time.Now()
-	bin, err := harness.BuildBinary(ctx, "../..", "./examples/manager", "")
+	bin, err := harness.BuildExampleManager(ctx, "")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, filepath.Dir(bin))
 	_, _ = fmt.Fprintf(GinkgoWriter, "built examples/manager in %s\n", time.Since(start).Round(time.Millisecond))
@@ -289,7 +289,10 @@ var _ = Describe("Observability", Ordered, ContinueOnFailure, func() {
 			measure("processes: eviction: gap between a stopping and b acting (witness)", gap)
 		})
 	})
+})
 
+// The health check's spec stops the API server, so it runs alone, in the process that started it.
+var _ = Describe("Observability", Serial, func() {
 	Context("of the leader-lock health check", func() {
 		// WatchFailureTolerance is short here, so the outage can be too; examples/manager has no flag for it.
 		const tolerance = 2 * time.Second

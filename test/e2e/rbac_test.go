@@ -41,7 +41,8 @@ func shippedRole(file string) *rbacv1.Role {
 	return role
 }
 
-var _ = Describe("RBAC", func() {
+// AddUser needs the control plane's certificate authority, which only the process that started it holds.
+var _ = Describe("RBAC", Serial, func() {
 	var ns string
 	BeforeEach(func(ctx SpecContext) { ns = newNamespace(ctx) })
 

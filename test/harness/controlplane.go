@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -216,6 +218,9 @@ func (cp *ControlPlane) waitGarbageCollector(ctx context.Context) error {
 // stays valid; clients in use meanwhile, like candidates and kube-controller-manager, see errors while it
 // is down and reconnect.
 func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	if err := cp.owned("RestartAPIServer"); err != nil {
+		return err
+	}
 	cp.envMu.Lock()
 	defer cp.envMu.Unlock()
 	if !cp.apiServerStopped {
@@ -230,6 +235,9 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 // an API outage of the length the caller chooses. StartAPIServer ends it. Stopping it when it is already
 // stopped does nothing.
 func (cp *ControlPlane) StopAPIServer() error {
+	if err := cp.owned("StopAPIServer"); err != nil {
+		return err
+	}
 	cp.envMu.Lock()
 	defer cp.envMu.Unlock()
 	if cp.apiServerStopped {
@@ -242,6 +250,9 @@ func (cp *ControlPlane) StopAPIServer() error {
 // certificates, and waits until it is ready; every connection handed out stays valid. Starting it when it
 // runs does nothing, so a spec can defer it as a cleanup.
 func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	if err := cp.owned("StartAPIServer"); err != nil {
+		return err
+	}
 	cp.envMu.Lock()
 	defer cp.envMu.Unlock()
 	if !cp.apiServerStopped {
@@ -283,6 +294,9 @@ func (cp *ControlPlane) startAPIServerLocked(ctx context.Context) error {
 
 // AddUser returns a connection authenticated as a user in groups, for RBAC tests.
 func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, error) {
+	if err := cp.owned("AddUser"); err != nil {
+		return nil, err
+	}
 	cp.envMu.Lock()
 	defer cp.envMu.Unlock()
 	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
@@ -295,6 +309,9 @@ func (cp *ControlPlane) AddUser(name string, groups ...string) (*rest.Config, er
 // AddUserKubeconfig writes a kubeconfig file for a user in groups, for candidate processes that must run
 // with only the permissions RBAC gives them, and returns its path. Stop removes it.
 func (cp *ControlPlane) AddUserKubeconfig(name string, groups ...string) (string, error) {
+	if err := cp.owned("AddUserKubeconfig"); err != nil {
+		return "", err
+	}
 	cp.envMu.Lock()
 	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	cp.envMu.Unlock()
@@ -313,6 +330,9 @@ func (cp *ControlPlane) AddUserKubeconfig(name string, groups ...string) (string
 // one), so that a benchmark can read its CPU time and memory in /proc/<pid>. envtest keeps its process
 // unexported; this finds it as the child of this process that runs the kube-apiserver binary. Linux only.
 func (cp *ControlPlane) APIServerPID() (int, error) {
+	if err := cp.owned("APIServerPID"); err != nil {
+		return 0, err
+	}
 	return childRunning(filepath.Join(cp.assets, "kube-apiserver"))
 }
 
@@ -355,8 +375,12 @@ func childRunning(program string) (int, error) {
 	return found[0], nil
 }
 
-// Stop stops everything Start started and removes its files.
+// Stop stops everything Start started and removes its files. On a control plane from Attach it does
+// nothing: the process that started it stops it.
 func (cp *ControlPlane) Stop() error {
+	if cp.env == nil {
+		return nil
+	}
 	var errs []error
 	if cp.kcm != nil && cp.kcm.Process != nil {
 		_ = cp.kcm.Process.Kill() // it may have exited already
@@ -369,4 +393,52 @@ func (cp *ControlPlane) Stop() error {
 	cp.envMu.Unlock()
 	errs = append(errs, os.RemoveAll(cp.dir))
 	return errors.Join(errs...)
+}
+
+// shared is what Share hands to the processes of a parallel suite.
+type shared struct {
+	Kubeconfig string
+	QPS        float32
+	Burst      int
+}
+
+// Share returns what Attach needs to use this control plane from another process: for a parallel Ginkgo
+// suite, whose first process starts it and hands the result of Share to the others
+// (SynchronizedBeforeSuite).
+func (cp *ControlPlane) Share() []byte {
+	b, err := json.Marshal(shared{Kubeconfig: cp.Kubeconfig, QPS: cp.Config.QPS, Burst: cp.Config.Burst})
+	if err != nil {
+		panic(fmt.Sprintf("harness: encoding the control plane's connection: %v", err)) // plain strings and numbers
+	}
+	return b
+}
+
+// Attach connects to a control plane another process started, from what its Share returned. The result
+// does what only needs the API server; what needs the control plane's processes or its certificate
+// authority (AddUser, AddUserKubeconfig, StopAPIServer, StartAPIServer, RestartAPIServer, APIServerPID)
+// returns an error saying so: run such a spec as Serial, which Ginkgo runs in the first process.
+func Attach(data []byte) (*ControlPlane, error) {
+	var sh shared
+	if err := json.Unmarshal(data, &sh); err != nil {
+		return nil, fmt.Errorf("reading the shared control plane's connection %q: %w", data, err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", sh.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading the shared control plane's kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = sh.QPS, sh.Burst
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &ControlPlane{Config: cfg, Client: cs, Kubeconfig: sh.Kubeconfig}, nil
+}
+
+// owned returns an error if this process did not start the control plane, for op, which needs its
+// processes or its certificate authority.
+func (cp *ControlPlane) owned(op string) error {
+	if cp.env == nil {
+		return fmt.Errorf("%s needs the process that started the control plane; this one attached to it: mark the spec Serial so that Ginkgo runs it in process 1", op)
+	}
+	return nil
 }

@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -21,7 +18,7 @@ import (
 )
 
 // This file is what the suites observe from outside a candidate: the Events recorded on an object, a
-// manager's metrics endpoint, and the binaries they run as Pods.
+// manager's metrics endpoint.
 
 // Events returns the core/v1 Events recorded on the object of kind (for example "Pod", "Lease",
 // "ConfigMap") named name in ns, oldest first.
@@ -170,23 +167,4 @@ func FreePort(ip string) (int, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// BuildBinary builds the Go package pkg (for example "./examples/manager"), run from dir, into outDir (a new
-// temporary directory if outDir is "", which the caller removes), and returns the binary's path.
-func BuildBinary(ctx context.Context, dir, pkg, outDir string) (string, error) {
-	if outDir == "" {
-		tmp, err := os.MkdirTemp("", "lifelock-bin-")
-		if err != nil {
-			return "", err
-		}
-		outDir = tmp
-	}
-	out := filepath.Join(outDir, filepath.Base(pkg))
-	build := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
-	build.Dir = dir
-	if b, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-	}
-	return out, nil
 }

@@ -1,0 +1,117 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// This file builds the programs the suites run as Pods: examples/manager with the witness recorder added,
+// and any other package of the test module.
+
+// RepoRoot returns the root of the lifelock checkout the harness was built from.
+func RepoRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		panic("harness: the runtime does not know this file's path")
+	}
+	return filepath.Dir(filepath.Dir(filepath.Dir(file))) // <root>/test/harness/build.go
+}
+
+// testModuleDir is the directory of the test module (<root>/test).
+func testModuleDir() string { return filepath.Join(RepoRoot(), "test") }
+
+// Edit replaces Old, which must occur exactly once in a source file, with New.
+type Edit struct{ Old, New string }
+
+// EditSource applies edits to src, the contents of file (named in errors only). An Old that is missing or
+// occurs more than once is an error: the file has changed under the test and the edit needs updating.
+func EditSource(file, src string, edits ...Edit) (string, error) {
+	for _, e := range edits {
+		if n := strings.Count(src, e.Old); n != 1 {
+			return "", fmt.Errorf("editing %s: expected %q once, found it %d times; update the edit to the file", file, e.Old, n)
+		}
+		src = strings.Replace(src, e.Old, e.New, 1)
+	}
+	return src, nil
+}
+
+// exampleManagerWitness adds the witness recorder to examples/manager's main.go: the program users read
+// stays free of test code, and the suites' binary records, on the machine's monotonic clock, when it acts
+// (only when LIFELOCK_WITNESS_DIR is set, so the same binary runs unrecorded too).
+var exampleManagerWitness = []Edit{
+	{Old: "import (\n", New: "import (\n\t\"github.com/lifelock/lifelock/test/harness/witness\"\n"},
+	{Old: "\tif err := mgr.AddHealthzCheck(\"healthz\", healthz.Ping); err != nil {\n", New: "" +
+		"\tif os.Getenv(witness.DirEnv) != \"\" {\n" +
+		"\t\tif err := mgr.Add(witness.Recorder{Who: podName}); err != nil {\n" +
+		"\t\t\tsetupLog.Error(err, \"Unable to add the witness recorder\")\n" +
+		"\t\t\tos.Exit(1)\n" +
+		"\t\t}\n" +
+		"\t}\n" +
+		"\tif err := mgr.AddHealthzCheck(\"healthz\", healthz.Ping); err != nil {\n"},
+}
+
+// BuildExampleManager builds examples/manager with the witness recorder into outDir (a new temporary
+// directory if outDir is "", which the caller removes) and returns the binary's path. It builds from the
+// test module with a go build overlay, so neither the example's source nor the library's go.mod refers to
+// the harness.
+func BuildExampleManager(ctx context.Context, outDir string) (string, error) {
+	main := filepath.Join(RepoRoot(), "examples", "manager", "main.go")
+	src, err := os.ReadFile(main)
+	if err != nil {
+		return "", err
+	}
+	edited, err := EditSource(main, string(src), exampleManagerWitness...)
+	if err != nil {
+		return "", err
+	}
+	work, err := os.MkdirTemp("", "lifelock-overlay-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	replacement := filepath.Join(work, "main.go")
+	if err := os.WriteFile(replacement, []byte(edited), 0o644); err != nil {
+		return "", err
+	}
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {main: replacement}})
+	if err != nil {
+		return "", err
+	}
+	overlayFile := filepath.Join(work, "overlay.json")
+	if err := os.WriteFile(overlayFile, overlay, 0o644); err != nil {
+		return "", err
+	}
+	return build(ctx, testModuleDir(), "github.com/lifelock/lifelock/examples/manager", outDir, "-overlay", overlayFile)
+}
+
+// BuildBinary builds the Go package pkg (for example "./bench/candidate"), run from dir, into outDir (a new
+// temporary directory if outDir is "", which the caller removes), and returns the binary's path.
+func BuildBinary(ctx context.Context, dir, pkg, outDir string) (string, error) {
+	return build(ctx, dir, pkg, outDir)
+}
+
+func build(ctx context.Context, dir, pkg, outDir string, flags ...string) (string, error) {
+	if outDir == "" {
+		tmp, err := os.MkdirTemp("", "lifelock-bin-")
+		if err != nil {
+			return "", err
+		}
+		outDir = tmp
+	}
+	out := filepath.Join(outDir, filepath.Base(pkg))
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s (in %s, after %s): %w\n%s", pkg, dir, time.Since(start).Round(time.Millisecond), err, b)
+	}
+	return out, nil
+}
