@@ -52,9 +52,10 @@ type Lock struct {
 	core       *core         // every decision (core.go)
 	podCancel  context.CancelFunc
 	nodeCancel context.CancelFunc
-	watchNodes bool      // this candidate may watch Nodes: the holder's Node is watched
-	since      time.Time // when this candidate first asked for the lock
-	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
+	watchNodes bool          // this candidate may watch Nodes: the holder's Node is watched
+	since      time.Time     // when this candidate first asked for the lock
+	spread     time.Duration // this follower's spread now: Options.AcquireSpread, adapted (adaptSpread)
+	stuck      string        // the holder this candidate last reported as looking stuck, "" if none
 	// lostReported: the loss of this process's term has been reported.
 	lostReported bool
 	lostCh       chan struct{} // closed once the term is lost (reportLostLocked)
@@ -139,6 +140,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
 		lostCh:     make(chan struct{}),
+		spread:     *opts.AcquireSpread,
 		core: newCore(own, coreConfig{
 			desc:          ns + "/" + name,
 			grace:         *opts.AcquisitionGrace,
@@ -344,11 +346,12 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		ch := l.changed
 		a := l.core.judge()
 		mayWait := l.core.phase == following
+		spread := l.spread
 		l.mu.Unlock()
 
-		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && *l.opts.AcquireSpread > 0 {
+		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && spread > 0 {
 			if spreadUntil.IsZero() {
-				spreadUntil = time.Now().Add(spreadDelay(*l.opts.AcquireSpread, a.judged.proven))
+				spreadUntil = time.Now().Add(spreadDelay(spread, a.judged.proven))
 			}
 			if time.Now().Before(spreadUntil) {
 				if !l.waitChange(ctx, ch, time.Until(spreadUntil)) {
@@ -375,6 +378,9 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 			l.diagnose(a)
 		}
 		if a.held && mayWait && time.Now().Before(deadline) {
+			if !spreadUntil.IsZero() {
+				l.adaptSpread(false) // another candidate took the lock while this one waited: it sent nothing
+			}
 			spreadUntil = time.Time{}
 			wait := time.Until(deadline)
 			if t := l.graceEnds(); !t.IsZero() && time.Until(t) < wait {
@@ -393,6 +399,37 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		}
 		return a.record, rawRecord(*a.record), nil
 	}
+}
+
+// Bounds of the adaptive spread, as multiples of Options.AcquireSpread.
+const (
+	maxSpreadFactor  = 16
+	minSpreadDivisor = 10
+)
+
+// adaptSpread adapts this follower's spread to how many candidates compete, which no candidate can see:
+// a follower that lost a race for the lock (another candidate's write came first, so both sent requests
+// and one was wasted) doubles its spread, up to 16 × AcquireSpread; one that saw another take the lock
+// while it waited, having sent nothing, shrinks it by a quarter, down to AcquireSpread/10. With few
+// candidates the spreads shrink until their attempts meet now and then, so the first attempt comes almost
+// at once; with many they grow until most followers see the winner's write before their turn. In between,
+// about three in ten followers lose a race at each failover (where a doubling and the shrinks balance).
+func (l *Lock) adaptSpread(lostRace bool) {
+	base := *l.opts.AcquireSpread
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.spread = nextSpread(l.spread, base, lostRace)
+}
+
+// nextSpread is adaptSpread's arithmetic: the spread after cur when the follower lost a race or stood down.
+func nextSpread(cur, base time.Duration, lostRace bool) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	if lostRace {
+		return min(2*cur, maxSpreadFactor*base)
+	}
+	return max(cur*3/4, base/minSpreadDivisor)
 }
 
 // spreadDelay is how long a follower that found the lock free waits before it tries (Options.AcquireSpread):
@@ -485,6 +522,9 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
 	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false, stopsWithinFor(l.opts)), l.opts.Labels))
 	if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			l.adaptSpread(true) // another candidate created it first
+		}
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
 		// There is no next Get if the elector is giving up.
@@ -533,6 +573,9 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	if err != nil {
 		// NotFound (the garbage collector deleted a gone holder's lock meanwhile) and Conflict both mean the
 		// lock changed since it was judged: the elector asks Get again, which judges what is there now.
+		if apierrors.IsConflict(err) {
+			l.adaptSpread(true) // most often another candidate's takeover came first
+		}
 		l.abandonUnknown(ctx)
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
