@@ -140,7 +140,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
 		lostCh:     make(chan struct{}),
-		spread:     *opts.AcquireSpread,
+		spread:     initialSpread(*opts.AcquireSpread),
 		core: newCore(own, coreConfig{
 			desc:          ns + "/" + name,
 			grace:         *opts.AcquisitionGrace,
@@ -407,12 +407,12 @@ const (
 	minSpreadDivisor = 10
 )
 
-// adaptSpread adapts this follower's spread to how many candidates compete, which no candidate can see:
-// a follower that lost a race for the lock (another candidate's write came first, so both sent requests
-// and one was wasted) doubles its spread, up to 16 × AcquireSpread; one that saw another take the lock
-// while it waited, having sent nothing, shrinks it by a quarter, down to AcquireSpread/10. With few
-// candidates the spreads shrink until their attempts meet now and then, so the first attempt comes almost
-// at once; with many they grow until most followers see the winner's write before their turn. In between,
+// adaptSpread adapts this follower's spread to how many candidates compete, which no candidate can see.
+// It starts at AcquireSpread/10. A follower that lost a race for the lock (another candidate's write came
+// first, so both sent requests and one was wasted) doubles it, up to 16 × AcquireSpread; one that saw
+// another take the lock while it waited, having sent nothing, shrinks it by a quarter, down to
+// AcquireSpread/10 again. With few candidates the spreads stay small and the first attempt comes almost at
+// once; with many they grow until most followers see the winner's write before their turn. In between,
 // about three in ten followers lose a race at each failover (where a doubling and the shrinks balance).
 func (l *Lock) adaptSpread(lostRace bool) {
 	base := *l.opts.AcquireSpread
@@ -420,6 +420,10 @@ func (l *Lock) adaptSpread(lostRace bool) {
 	defer l.mu.Unlock()
 	l.spread = nextSpread(l.spread, base, lostRace)
 }
+
+// initialSpread is a new follower's spread: the least, so that with few candidates the first failover it
+// sees is as fast as later ones; with many, the races it loses raise it within a few failovers.
+func initialSpread(base time.Duration) time.Duration { return base / minSpreadDivisor }
 
 // nextSpread is adaptSpread's arithmetic: the spread after cur when the follower lost a race or stood down.
 func nextSpread(cur, base time.Duration, lostRace bool) time.Duration {

@@ -785,7 +785,7 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 	deadline := w.now + 5*time.Second
 	var spreadUntil time.Duration
 	if !p.spreadSet {
-		p.spread, p.spreadSet = w.p.spread, true
+		p.spread, p.spreadSet = initialSpread(w.p.spread), true
 	}
 	spread := p.spread
 	for {
