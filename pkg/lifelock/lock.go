@@ -575,15 +575,41 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven, stopsWithinFor(l.opts)))
 	if err != nil {
-		// NotFound (the garbage collector deleted a gone holder's lock meanwhile) and Conflict both mean the
-		// lock changed since it was judged: the elector asks Get again, which judges what is there now.
-		if apierrors.IsConflict(err) {
-			l.adaptSpread(true) // most often another candidate's takeover came first
-		}
+		// Conflict and NotFound both mean the lock changed since it was judged. A lock the garbage collector
+		// deleted (its holder's Pod is gone) answers an update with either, depending on the API server's
+		// path (the UID precondition of a deleted object fails as a Conflict).
 		l.abandonUnknown(ctx)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			if l.seenDeleted(ctx, j.lease.ResourceVersion) {
+				// Deleted while this candidate took it over: judge it again now, as Get, rather than after
+				// the elector's retry period (100–220 ms with the default timings), and create it if free.
+				if _, _, gerr := l.Get(ctx); apierrors.IsNotFound(gerr) {
+					return l.Create(ctx, ler)
+				}
+			} else if apierrors.IsConflict(err) {
+				l.adaptSpread(true) // another candidate's takeover came first
+			}
+		}
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
 	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
+}
+
+// seenDeleted waits, up to a retry period, until the lock watch has moved past version rv, and reports
+// whether it shows the lock absent.
+func (l *Lock) seenDeleted(ctx context.Context, rv string) bool {
+	deadline := time.Now().Add(l.opts.RetryPeriod)
+	for {
+		l.mu.Lock()
+		ch, lock := l.changed, l.core.lock
+		l.mu.Unlock()
+		if lock == nil || lock.ResourceVersion != rv {
+			return lock == nil
+		}
+		if time.Until(deadline) <= 0 || !l.waitChange(ctx, ch, time.Until(deadline)) {
+			return false
+		}
+	}
 }
 
 // take takes Get's decision for an acquisition of one of kinds, reporting the loss of a term that ends

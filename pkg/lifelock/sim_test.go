@@ -938,10 +938,16 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 		return w.apiUpdate(takenOver(j.lease, p.pod, time.Time{}, j.proven, p.stated()))
 	})
 	if err != nil {
-		if apierrors.IsConflict(err) {
-			p.spread = nextSpread(p.spread, w.p.spread, true) // as Lock.adaptSpread: lost the race
-		}
 		p.abandonUnknown(yield)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) { // as Lock.Update
+			if c.lock == nil { // the watch shows it deleted: judge again, and create it if free
+				if _, gerr := p.get(yield); apierrors.IsNotFound(gerr) {
+					return p.create(yield)
+				}
+			} else if apierrors.IsConflict(err) {
+				p.spread = nextSpread(p.spread, w.p.spread, true) // as Lock.adaptSpread: lost the race
+			}
+		}
 		return err
 	}
 	return p.finish(yield, updated, j.lease.ResourceVersion, j, recordLease)
