@@ -26,6 +26,8 @@ type Image struct {
 	Entrypoint []string
 	// User is the user the image runs as ("65532:65532"); empty for root.
 	User string
+	// StopSignal is the signal a container runtime sends to stop the container (SIGTERM if empty).
+	StopSignal string
 }
 
 // WriteImage writes an OCI image layout, as a tar archive at out, of one image named name whose only layer
@@ -90,6 +92,9 @@ func WriteImageOf(out string, img Image) error {
 	runConfig := map[string]any{"Entrypoint": img.Entrypoint}
 	if img.User != "" {
 		runConfig["User"] = img.User
+	}
+	if img.StopSignal != "" {
+		runConfig["StopSignal"] = img.StopSignal
 	}
 	config, err := json.Marshal(map[string]any{
 		"created":      epoch.UTC().Format(time.RFC3339),
