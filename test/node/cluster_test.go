@@ -41,13 +41,7 @@ type cluster struct {
 // something on the machine.
 func startCluster(ctx context.Context, t *testing.T) *cluster {
 	t.Helper()
-	bin := os.Getenv(binEnv)
-	if bin == "" {
-		t.Skipf("%s is not set: run `make test-node` (or set it to what hack/build-node.sh prints)", binEnv)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("a node needs root")
-	}
+	bin := requireNode(t)
 	started := time.Now()
 	c := &cluster{dir: t.TempDir()}
 	c.step = func(format string, args ...any) {
@@ -128,6 +122,20 @@ func startCluster(ctx context.Context, t *testing.T) *cluster {
 	}
 	c.step("node %s Ready", n.Name)
 	return c
+}
+
+// requireNode skips the test unless a node can run: the node's binaries named by binEnv, and root. It
+// returns the binaries' directory.
+func requireNode(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv(binEnv)
+	if bin == "" {
+		t.Skipf("%s is not set: run `make test-node` (or set it to what hack/build-node.sh prints)", binEnv)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a node needs root")
+	}
+	return bin
 }
 
 // logTail logs the end of the kubelet's and containerd's logs, for a failed run.

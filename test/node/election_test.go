@@ -56,6 +56,7 @@ type result struct {
 	exit, actingEnd, nextRun time.Duration // the old container's process exit, its last acting, the next leader's first
 	gone                     time.Duration // the old Pod's DELETED event (0: not deleted)
 	stopLine                 bool          // the old leader recorded that it stopped (else it was killed)
+	events                   []podEvent    // the old leader's Pod's watch events from t0 on
 }
 
 // TestElection runs the example manager, built with the witness recorder into an image, as real Pods on a
@@ -66,13 +67,15 @@ type result struct {
 func TestElection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
-	c := startCluster(ctx, t)
-	cp, n, step := c.cp, c.n, c.step
-
-	bin, err := harness.BuildExampleManagerWith(ctx, c.dir, harness.StaticBuild)
+	requireNode(t)
+	// Built first: a cold build of the static binary takes minutes, and the node would idle meanwhile.
+	bin, err := harness.BuildExampleManagerWith(ctx, t.TempDir(), harness.StaticBuild)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := startCluster(ctx, t)
+	cp, n, step := c.cp, c.n, c.step
+	step("built the example manager")
 	for _, img := range []Image{
 		{Name: managerImage, Files: map[string]string{"manager": bin}, Entrypoint: []string{"/manager"}, User: "65532:65532"},
 		{Name: deafImage, Files: map[string]string{"manager": bin}, Entrypoint: []string{"/manager"}, User: "65532:65532", StopSignal: "SIGWINCH"},
@@ -135,7 +138,7 @@ func TestElection(t *testing.T) {
 		leader.Name, ms(e.spanOf(leader.Name).Start-created), e.holder())
 
 	// Graceful delete of the leader: deletionTimestamp, SIGTERM from the kubelet, the release, the hand-off.
-	r := e.failover("graceful delete", leader, func() error {
+	r := e.failover("graceful delete", leader, true, func() error {
 		return cp.Client.CoreV1().Pods(e.ns).Delete(ctx, leader.Name, metav1.DeleteOptions{})
 	})
 	e.checkGracefulOrder(r, leader)
@@ -143,7 +146,7 @@ func TestElection(t *testing.T) {
 	e.waitReady(e.create("m4", managerImage, 10))
 
 	// The Eviction API: a DisruptionTarget condition, then a graceful delete.
-	r = e.failover("eviction", leader, func() error {
+	r = e.failover("eviction", leader, true, func() error {
 		return cp.Client.PolicyV1().Evictions(e.ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: leader.Name, Namespace: e.ns}})
 	})
 	e.checkGracefulOrder(r, leader)
@@ -151,7 +154,7 @@ func TestElection(t *testing.T) {
 	e.waitReady(e.create("m5", managerImage, 10))
 
 	// The leader's process dies (SIGKILL from outside); the kubelet restarts the container in the same Pod.
-	r = e.failover("process killed, restarted in its Pod", leader, func() error {
+	r = e.failover("process killed, restarted in its Pod", leader, false, func() error {
 		return syscall.Kill(e.pidOf(leader.Name), syscall.SIGKILL)
 	})
 	e.checkRestart(r, leader)
@@ -159,7 +162,7 @@ func TestElection(t *testing.T) {
 
 	// Force delete (grace 0) of the running leader: its object is gone at once while its container runs on
 	// until the kubelet stops it.
-	r = e.failover("force delete", leader, func() error {
+	r = e.failover("force delete", leader, true, func() error {
 		return cp.Client.CoreV1().Pods(e.ns).Delete(ctx, leader.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	})
 	e.checkForceDelete(r)
@@ -175,7 +178,7 @@ func TestElection(t *testing.T) {
 		t.Fatalf("%s leads, want %s", got.Name, deaf.Name)
 	}
 	e.waitReady(e.create("m6", managerImage, 10))
-	r = e.failover("deaf leader, SIGKILL at grace 3 s", deaf, func() error {
+	r = e.failover("deaf leader, SIGKILL at grace 3 s", deaf, true, func() error {
 		return cp.Client.CoreV1().Pods(e.ns).Delete(ctx, deaf.Name, metav1.DeleteOptions{})
 	})
 	e.checkDeaf(r, deaf)
@@ -356,7 +359,11 @@ func (e *election) pidOf(pod string) int {
 }
 
 // managerPIDs finds the example manager processes of a Pod: /manager, POD_NAME=pod in its environment.
-func managerPIDs(pod string) []int {
+func managerPIDs(pod string) []int { return processesWith("/manager", "POD_NAME="+pod) }
+
+// processesWith finds the processes of this machine running program (argv[0]) with env (NAME=value) in
+// their environment.
+func processesWith(program, env string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, ent := range entries {
@@ -365,11 +372,11 @@ func managerPIDs(pod string) []int {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
-		if !bytes.HasPrefix(cmdline, []byte("/manager\x00")) {
+		if !bytes.HasPrefix(cmdline, []byte(program+"\x00")) {
 			continue
 		}
 		environ, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
-		if bytes.Contains(append([]byte{0}, environ...), []byte("\x00POD_NAME="+pod+"\x00")) {
+		if bytes.Contains(append([]byte{0}, environ...), []byte("\x00"+env+"\x00")) {
 			pids = append(pids, pid)
 		}
 	}
@@ -399,7 +406,7 @@ func exitOf(ctx context.Context, pid int) (<-chan time.Duration, error) {
 // failover runs action against the leader and measures: when its container's process exits, when it last
 // acts, when the next leader (another Pod, or the same Pod's restarted container) first acts, and when the
 // Pod object is gone. It logs the leader Pod's watch events from the action on.
-func (e *election) failover(scenario string, leader *corev1.Pod, action func() error) result {
+func (e *election) failover(scenario string, leader *corev1.Pod, deleted bool, action func() error) result {
 	e.t.Helper()
 	pid := e.pidOf(leader.Name)
 	exited, err := exitOf(e.ctx, pid)
@@ -446,11 +453,14 @@ func (e *election) failover(scenario string, leader *corev1.Pod, action func() e
 	stop, err := os.ReadFile(filepath.Join(e.witnessDir, old.Process+".log"))
 	r.stopLine = err == nil && bytes.Contains(stop, []byte(" stop\n"))
 
-	for _, ev := range e.pods.of(leader.UID, t0) {
+	evs := e.pods.of(leader.UID, t0)
+	if deleted {
+		evs = e.waitGone(leader, t0)
+		r.gone = evs[len(evs)-1].At - t0
+	}
+	r.events = evs
+	for _, ev := range evs {
 		e.t.Logf("  %s %+8.1f ms  %-8s %s", leader.Name, float64(ev.At-t0)/1e6, ev.Type, ev.State)
-		if ev.Type == watch.Deleted {
-			r.gone = ev.At - t0
-		}
 	}
 	e.t.Logf("%s of %s: its process exited at %s, it last acted at %s (stop recorded: %v), %s acted at %s, the Pod was gone at %s",
 		scenario, leader.Name, ms(r.exit), ms(r.actingEnd), r.stopLine, r.next, ms(r.nextRun), ms(r.gone))
@@ -459,11 +469,11 @@ func (e *election) failover(scenario string, leader *corev1.Pod, action func() e
 }
 
 // waitGone waits until the Pod's DELETED event arrived and returns the events of the Pod from t0 on.
-func (e *election) waitGone(pod *corev1.Pod) []podEvent {
+func (e *election) waitGone(pod *corev1.Pod, t0 time.Duration) []podEvent {
 	e.t.Helper()
 	var evs []podEvent
 	if !e.until(time.Minute, func() bool {
-		evs = e.pods.of(pod.UID, 0)
+		evs = e.pods.of(pod.UID, t0)
 		return len(evs) > 0 && evs[len(evs)-1].Type == watch.Deleted
 	}) {
 		e.t.Fatalf("pod %s not gone within a minute", pod.Name)
@@ -476,8 +486,7 @@ func (e *election) waitGone(pod *corev1.Pod) []podEvent {
 // next leader is another Pod.
 func (e *election) checkGracefulOrder(r result, pod *corev1.Pod) {
 	e.t.Helper()
-	evs := e.waitGone(pod)
-	e.checkContract(r, evs)
+	e.checkContract(r, r.events)
 	if r.next == pod.Name {
 		e.t.Errorf("%s: %s acted again after its delete", r.scenario, pod.Name)
 	}
@@ -544,8 +553,7 @@ func (e *election) checkForceDelete(r result) {
 // the kubelet wrote its container terminated.
 func (e *election) checkDeaf(r result, pod *corev1.Pod) {
 	e.t.Helper()
-	evs := e.waitGone(pod)
-	e.checkContract(r, evs)
+	e.checkContract(r, r.events)
 	if r.stopLine {
 		e.t.Errorf("%s: %s recorded a stop: it heard the stop signal", r.scenario, pod.Name)
 	}
@@ -570,14 +578,15 @@ func (e *election) deleteAll() {
 	if !e.until(10*time.Second, func() bool { return len(e.history().Acting()) == 0 }) {
 		e.t.Fatalf("still acting with every Pod gone: %v", e.history().Acting())
 	}
-	if _, err := e.c.cp.Client.CoordinationV1().Leases(e.ns).Get(e.ctx, lockName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		// The last leader released the lock; the GC deletes it with its owner. Wait for that.
-		if !e.until(30*time.Second, func() bool {
-			_, err := e.c.cp.Client.CoordinationV1().Leases(e.ns).Get(e.ctx, lockName, metav1.GetOptions{})
-			return apierrors.IsNotFound(err)
-		}) {
-			e.t.Errorf("the lock outlived every Pod by 30 s")
-		}
+	// The lock is free: released by the last leader (a released Lease stays, with no holder and no owner),
+	// or deleted by the garbage collector with its holder's Pod.
+	var lease *coordinationv1.Lease
+	if !e.until(30*time.Second, func() bool {
+		l, err := e.c.cp.Client.CoordinationV1().Leases(e.ns).Get(e.ctx, lockName, metav1.GetOptions{})
+		lease = l
+		return apierrors.IsNotFound(err) || (err == nil && ptrValue(l.Spec.HolderIdentity) == "" && len(l.OwnerReferences) == 0)
+	}) {
+		e.t.Errorf("the lock is not free 30 s after every Pod is gone: holder %q, owners %v", ptrValue(lease.Spec.HolderIdentity), lease.OwnerReferences)
 	}
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/lifelock/lifelock/test/harness/witness"
 )
 
 // TestNode starts a control plane and a real node, waits for the Node to be Ready, runs a Pod on it until it
@@ -80,7 +83,64 @@ func TestNode(t *testing.T) {
 	}
 	step("pod %s/%s gone", ns, pod.Name)
 
+	// A force delete (grace 0): the object goes at once; the kubelet learns it from its watch and stops the
+	// container, which runs on meanwhile. The pause program stops on SIGTERM, so this is how long a
+	// container that does not stop by itself outlives its force-deleted Pod.
+	for i := range 3 {
+		runOn := forceDeleteRunOn(ctx, t, c, ns, fmt.Sprintf("pause-force-%d", i))
+		step("force-deleted pod %s/pause-force-%d: its container ran on for %s", ns, i, runOn)
+	}
+
 	c.stop()
+}
+
+// forceDeleteRunOn runs a pause Pod named name, deletes it with grace 0 once it is Running and returns how
+// long its container's process ran after the delete request.
+func forceDeleteRunOn(ctx context.Context, t *testing.T, c *cluster, ns, name string) time.Duration {
+	t.Helper()
+	pods := c.cp.Client.CoreV1().Pods(ns)
+	_, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:                      c.n.Name,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			Containers: []corev1.Container{{
+				Name: "pause", Image: imageName, ImagePullPolicy: corev1.PullNever,
+				Env: []corev1.EnvVar{{Name: "LIFELOCK_NODE_POD", Value: name}}, // tells it from the sandbox's pause
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pids = processesWith("/pause", "LIFELOCK_NODE_POD="+name)
+		return pod.Status.Phase == corev1.PodRunning && len(pids) == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s not Running with one container process (%v): %v", ns, name, pids, err)
+	}
+	exited, err := exitOf(ctx, pids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := witness.Now()
+	if err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-exited:
+		return at - t0
+	case <-time.After(time.Minute):
+		t.Fatalf("the container of force-deleted pod %s/%s still runs a minute later", ns, name)
+	}
+	return 0
 }
 
 // checkPodNetwork checks that the Pod's network namespace has its IP and no route beyond the node's subnet,
