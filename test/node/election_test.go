@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +54,7 @@ type election struct {
 // result is what one scenario measured, every time relative to the action (t0) on CLOCK_MONOTONIC.
 type result struct {
 	scenario, leader, next   string
+	oldProcess, nextProcess  string        // the witness records (<pod>-<pid>) of the old and the next leader
 	exit, actingEnd, nextRun time.Duration // the old container's process exit, its last acting, the next leader's first
 	gone                     time.Duration // the old Pod's DELETED event (0: not deleted)
 	stopLine                 bool          // the old leader recorded that it stopped (else it was killed)
@@ -142,6 +144,7 @@ func TestElection(t *testing.T) {
 		return cp.Client.CoreV1().Pods(e.ns).Delete(ctx, leader.Name, metav1.DeleteOptions{})
 	})
 	e.checkGracefulOrder(r, leader)
+	e.comparePlayed(r)
 	leader = e.podNamed(r.next)
 	e.waitReady(e.create("m4", managerImage, 10))
 
@@ -155,7 +158,7 @@ func TestElection(t *testing.T) {
 
 	// The leader's process dies (SIGKILL from outside); the kubelet restarts the container in the same Pod.
 	r = e.failover("process killed, restarted in its Pod", leader, false, func() error {
-		return syscall.Kill(e.pidOf(leader.Name), syscall.SIGKILL)
+		return syscall.Kill(e.pidOf(leader.Name, "manager"), syscall.SIGKILL)
 	})
 	e.checkRestart(r, leader)
 	leader = e.podNamed(r.next)
@@ -167,6 +170,24 @@ func TestElection(t *testing.T) {
 	})
 	e.checkForceDelete(r)
 	leader = e.podNamed(r.next)
+
+	// Two containers of one Pod run the manager: one leads (the other is held off by the Pod's abstract
+	// socket, in the network namespace they share); its process is killed, and the other container, or the
+	// killed one restarted, leads next.
+	e.deleteAll()
+	step("all Pods deleted")
+	pair := e.createWith("pair", managerImage, 10, 2)
+	e.waitReady(pair)
+	if got := e.leader(); got.Name != pair.Name {
+		e.t.Fatalf("%s leads, want %s", got.Name, pair.Name)
+	}
+	r = e.failover("two containers of one Pod: leading one killed", pair, false, func() error {
+		return syscall.Kill(e.pidOfSpan(pair.Name), syscall.SIGKILL)
+	})
+	if r.next != pair.Name {
+		t.Errorf("%s: %s leads, want %s", r.scenario, r.next, pair.Name)
+	}
+	t.Logf("%s: after the kill: %s", r.scenario, describePod(e.podNamed(pair.Name)))
 
 	// A leader deaf to the stop signal: delete every Pod, start one deaf replica (it leads) and a follower,
 	// then delete the deaf leader with terminationGracePeriodSeconds 3.
@@ -188,15 +209,31 @@ func TestElection(t *testing.T) {
 	c.stop()
 }
 
+// containerEnv names the environment variable that tells the test which container a process is:
+// <pod>/<container>.
+const containerEnv = "LIFELOCK_TEST_CONTAINER"
+
 // create creates a Pod of the example manager on the node.
 func (e *election) create(name, image string, grace int64) *corev1.Pod {
 	e.t.Helper()
-	env := []corev1.EnvVar{
-		{Name: "KUBECONFIG", Value: "/kube/kubeconfig"},
-		{Name: witness.DirEnv, Value: "/witness"},
-	}
-	for env1, path := range map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_UID": "metadata.uid"} {
-		env = append(env, corev1.EnvVar{Name: env1, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}})
+	return e.createWith(name, image, grace, 1)
+}
+
+// createWith creates a Pod of the example manager on the node with n containers running it: manager,
+// then manager-2 and so on, each with its probes on a port of its own (they share the Pod's network).
+func (e *election) createWith(name, image string, grace int64, n int) *corev1.Pod {
+	e.t.Helper()
+	var containers []corev1.Container
+	for i := range n {
+		c := e.container(name, image)
+		if i > 0 {
+			port := int32(8081 + i)
+			c.Name = fmt.Sprintf("manager-%d", i+1)
+			c.Args[1] = fmt.Sprintf("--health-probe-bind-address=:%d", port)
+			c.ReadinessProbe.HTTPGet.Port = intstr.FromInt32(port)
+		}
+		c.Env = append(c.Env, corev1.EnvVar{Name: containerEnv, Value: name + "/" + c.Name})
+		containers = append(containers, c)
 	}
 	pod, err := e.c.cp.Client.CoreV1().Pods(e.ns).Create(e.ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "lifelock-example"}},
@@ -213,30 +250,43 @@ func (e *election) create(name, image string, grace int64) *corev1.Pod {
 				{Name: "witness", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: e.witnessDir, Type: ptr.To(corev1.HostPathDirectory)}}},
 				{Name: "kube", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: e.kubeDir, Type: ptr.To(corev1.HostPathDirectory)}}},
 			},
-			Containers: []corev1.Container{{
-				Name: "manager", Image: image, ImagePullPolicy: corev1.PullNever,
-				Args: []string{"--leader-elect", "--health-probe-bind-address=:8081"},
-				Env:  env,
-				VolumeMounts: []corev1.VolumeMount{
-					{Name: "witness", MountPath: "/witness"},
-					{Name: "kube", MountPath: "/kube", ReadOnly: true},
-				},
-				// Followers are Ready too: the probe never depends on leading.
-				ReadinessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)}},
-					PeriodSeconds: 1,
-				},
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: ptr.To(false),
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
-			}},
+			Containers: containers,
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return pod
+}
+
+// container is the example manager's container, as examples/manager/deployment.yaml has it, with the
+// witness directory and the kubeconfig mounted from the host.
+func (e *election) container(pod, image string) corev1.Container {
+	env := []corev1.EnvVar{
+		{Name: "KUBECONFIG", Value: "/kube/kubeconfig"},
+		{Name: witness.DirEnv, Value: "/witness"},
+	}
+	for _, f := range [][2]string{{"POD_NAME", "metadata.name"}, {"POD_NAMESPACE", "metadata.namespace"}, {"POD_UID", "metadata.uid"}} {
+		env = append(env, corev1.EnvVar{Name: f[0], ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: f[1]}}})
+	}
+	return corev1.Container{
+		Name: "manager", Image: image, ImagePullPolicy: corev1.PullNever,
+		Args: []string{"--leader-elect", "--health-probe-bind-address=:8081"},
+		Env:  env,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "witness", MountPath: "/witness"},
+			{Name: "kube", MountPath: "/kube", ReadOnly: true},
+		},
+		// Followers are Ready too: the probe never depends on leading.
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)}},
+			PeriodSeconds: 1,
+		},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
 }
 
 // waitReady waits until every pod is Running and Ready.
@@ -348,18 +398,30 @@ func (e *election) holder() string {
 	return ptrValue(l.Spec.HolderIdentity)
 }
 
-// pidOf returns the PID of the Pod's manager process on this machine, waiting until there is exactly one.
-func (e *election) pidOf(pod string) int {
+// pidOf returns the PID of the manager process of a container of a Pod on this machine, waiting until
+// there is exactly one.
+func (e *election) pidOf(pod, container string) int {
 	e.t.Helper()
 	var pids []int
-	if !e.until(30*time.Second, func() bool { pids = managerPIDs(pod); return len(pids) == 1 }) {
-		e.t.Fatalf("manager processes of %s: %v, want one", pod, pids)
+	if !e.until(30*time.Second, func() bool {
+		pids = processesWith("/manager", containerEnv+"="+pod+"/"+container)
+		return len(pids) == 1
+	}) {
+		e.t.Fatalf("manager processes of %s/%s: %v, want one", pod, container, pids)
 	}
 	return pids[0]
 }
 
-// managerPIDs finds the example manager processes of a Pod: /manager, POD_NAME=pod in its environment.
-func managerPIDs(pod string) []int { return processesWith("/manager", "POD_NAME="+pod) }
+// pidOfSpan returns the PID of the Pod's process that acts now, from the name of its witness record.
+func (e *election) pidOfSpan(pod string) int {
+	e.t.Helper()
+	span := e.spanOf(pod)
+	pid, err := strconv.Atoi(strings.TrimPrefix(span.Process, pod+"-"))
+	if err != nil || span.Stopped {
+		e.t.Fatalf("%s: no acting process (record %s, stopped %v)", pod, span.Process, span.Stopped)
+	}
+	return pid
+}
 
 // processesWith finds the processes of this machine running program (argv[0]) with env (NAME=value) in
 // their environment.
@@ -408,12 +470,17 @@ func exitOf(ctx context.Context, pid int) (<-chan time.Duration, error) {
 // Pod object is gone. It logs the leader Pod's watch events from the action on.
 func (e *election) failover(scenario string, leader *corev1.Pod, deleted bool, action func() error) result {
 	e.t.Helper()
-	pid := e.pidOf(leader.Name)
+	// The leading process: its witness record is named <pod>-<pid>.log, and the Pods share the host's PID
+	// namespace.
+	old := e.spanOf(leader.Name)
+	pid, err := strconv.Atoi(strings.TrimPrefix(old.Process, leader.Name+"-"))
+	if err != nil {
+		e.t.Fatalf("the witness record %s does not name a PID: %v", old.Process, err)
+	}
 	exited, err := exitOf(e.ctx, pid)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	old := e.spanOf(leader.Name)
 	t0 := witness.Now()
 	if err := action(); err != nil {
 		e.t.Fatalf("%s of %s: %v", scenario, leader.Name, err)
@@ -430,7 +497,7 @@ func (e *election) failover(scenario string, leader *corev1.Pod, deleted bool, a
 	}) {
 		e.t.Fatalf("%s: no leader acted within a minute of the action", scenario)
 	}
-	r.next, r.nextRun = next.Who, next.Start-t0
+	r.next, r.nextRun, r.nextProcess = next.Who, next.Start-t0, next.Process
 	select {
 	case at := <-exited:
 		r.exit = at - t0
@@ -449,7 +516,7 @@ func (e *election) failover(scenario string, leader *corev1.Pod, deleted bool, a
 	}) {
 		e.t.Fatalf("%s: %s's span %s never ended", scenario, leader.Name, old.Process)
 	}
-	r.actingEnd = old.End - t0
+	r.actingEnd, r.oldProcess = old.End-t0, old.Process
 	stop, err := os.ReadFile(filepath.Join(e.witnessDir, old.Process+".log"))
 	r.stopLine = err == nil && bytes.Contains(stop, []byte(" stop\n"))
 
@@ -462,8 +529,8 @@ func (e *election) failover(scenario string, leader *corev1.Pod, deleted bool, a
 	for _, ev := range evs {
 		e.t.Logf("  %s %+8.1f ms  %-8s %s", leader.Name, float64(ev.At-t0)/1e6, ev.Type, ev.State)
 	}
-	e.t.Logf("%s of %s: its process exited at %s, it last acted at %s (stop recorded: %v), %s acted at %s, the Pod was gone at %s",
-		scenario, leader.Name, ms(r.exit), ms(r.actingEnd), r.stopLine, r.next, ms(r.nextRun), ms(r.gone))
+	e.t.Logf("%s of %s (process %s): its process exited at %s, it last acted at %s (stop recorded: %v), %s (process %s) acted at %s, the Pod was gone at %s",
+		scenario, leader.Name, r.oldProcess, ms(r.exit), ms(r.actingEnd), r.stopLine, r.next, r.nextProcess, ms(r.nextRun), ms(r.gone))
 	e.results = append(e.results, r)
 	return r
 }
@@ -601,3 +668,77 @@ func (e *election) report() {
 }
 
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }
+
+// comparePlayed plays the graceful delete the way the other suites do (test/harness's kubelet, on a Node
+// of its own that no kubelet runs) and compares the order of the writes with the real kubelet's in r:
+// harness.DeletePodAsKubelet must match it; DeletePodGracefully's known difference (no terminal phase) is
+// logged.
+func (e *election) comparePlayed(r result) {
+	e.t.Helper()
+	real := milestones(r.events)
+	cp := e.c.cp
+	const node = "played-node"
+	if err := cp.EnsureNode(e.ctx, node); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, played := range []struct {
+		name string
+		del  func(*corev1.Pod) error
+		same bool
+	}{
+		{"DeletePodAsKubelet", func(p *corev1.Pod) error { return cp.DeletePodAsKubelet(e.ctx, p, 0) }, true},
+		{"DeletePodGracefully", func(p *corev1.Pod) error { return cp.DeletePodGracefully(e.ctx, p) }, false},
+	} {
+		pod, err := cp.CreatePod(e.ctx, e.ns, "played-"+strings.ToLower(played.name), node)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		// From the status the played kubelet wrote on, as from the real Pod's delete request.
+		if !e.until(10*time.Second, func() bool {
+			return slices.ContainsFunc(e.pods.of(pod.UID, 0), func(ev podEvent) bool { return ev.Pod.ResourceVersion == pod.ResourceVersion })
+		}) {
+			e.t.Fatalf("the watch did not show pod %s Running", pod.Name)
+		}
+		t0 := witness.Now()
+		if err := played.del(pod); err != nil {
+			e.t.Fatal(err)
+		}
+		got := milestones(e.waitGone(pod, t0))
+		same := slices.Equal(got, real)
+		e.t.Logf("the played kubelet's %s: %v; the real kubelet: %v; the same: %v", played.name, got, real, same)
+		if played.same && !same {
+			e.t.Errorf("harness.%s does not write what the real kubelet writes: %v, want %v", played.name, got, real)
+		}
+	}
+	if err := cp.Client.CoreV1().Nodes().Delete(e.ctx, node, metav1.DeleteOptions{}); err != nil {
+		e.t.Error(err)
+	}
+}
+
+// milestones reduces the watch events of a Pod's deletion to what the lock judges by, without repeats:
+// deletion requested, every container terminated, terminal phase, and the object gone.
+func milestones(evs []podEvent) []string {
+	var out []string
+	for _, ev := range evs {
+		m := "deleted"
+		if ev.Type != watch.Deleted {
+			var parts []string
+			if ev.Pod.DeletionTimestamp != nil {
+				parts = append(parts, "deleting")
+			}
+			if allTerminated(ev.Pod) {
+				parts = append(parts, "terminated")
+			} else {
+				parts = append(parts, "running")
+			}
+			if terminal(ev.Pod) {
+				parts = append(parts, string(ev.Pod.Status.Phase))
+			}
+			m = strings.Join(parts, "+")
+		}
+		if len(out) == 0 || out[len(out)-1] != m {
+			out = append(out, m)
+		}
+	}
+	return out
+}
