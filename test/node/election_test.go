@@ -189,6 +189,19 @@ func TestElection(t *testing.T) {
 	}
 	t.Logf("%s: after the kill: %s", r.scenario, describePod(e.podNamed(pair.Name)))
 
+	// No POD_NAME (nor POD_UID) in the environment: the manager takes its Pod's name from the hostname, which
+	// the kubelet sets to the Pod's name, and the lock must name that Pod with its UID.
+	e.deleteAll()
+	bare := e.createWithout("bare", "POD_NAME", "POD_UID")
+	e.waitReady(bare)
+	if got := e.leader(); got.Name != bare.Name {
+		t.Fatalf("%s leads, want %s", got.Name, bare.Name)
+	}
+	if want := bare.Name + "_" + string(bare.UID); e.holder() != want {
+		t.Errorf("without POD_NAME the lock names %q, want %q", e.holder(), want)
+	}
+	step("without POD_NAME: %s leads, the lock names %s", bare.Name, e.holder())
+
 	// A leader deaf to the stop signal: delete every Pod, start one deaf replica (it leads) and a follower,
 	// then delete the deaf leader with terminationGracePeriodSeconds 3.
 	e.deleteAll()
@@ -203,10 +216,61 @@ func TestElection(t *testing.T) {
 		return cp.Client.CoreV1().Pods(e.ns).Delete(ctx, deaf.Name, metav1.DeleteOptions{})
 	})
 	e.checkDeaf(r, deaf)
+	leader = e.podNamed(r.next)
 
-	e.deleteAll()
+	// The kubelet stops (a node lost): the lock stays with the leader, whose container still runs. Then the
+	// administrator's out-of-service taint and the Pod GC end the leader's Pod.
+	e.nodeLost(leader)
+
 	e.report()
 	c.stop()
+}
+
+// nodeLost stops the kubelet under the leader and a follower. The Node is then written NotReady (the node
+// lifecycle controller's part: the test's kube-controller-manager does not run it), and the lock must stay
+// with the leader, which still runs and acts, for as long as its Pod exists. Then the leader's Pod is
+// deleted and the Node tainted node.kubernetes.io/out-of-service, what an administrator does for a node that
+// is shut down; the Pod GC writes the terminating Pod Failed and deletes it, and the follower takes over.
+// The node is not really shut down: the old leader's container still runs, and must stop acting by itself.
+func (e *election) nodeLost(leader *corev1.Pod) {
+	e.t.Helper()
+	cp := e.c.cp
+	follower := e.create("m7", managerImage, 10)
+	e.waitReady(follower)
+	holder := e.holder()
+	if err := e.c.n.StopKubelet(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := cp.SetNodeReady(e.ctx, e.c.n.Name, false); err != nil {
+		e.t.Fatal(err)
+	}
+	e.c.step("kubelet stopped, Node %s written NotReady", e.c.n.Name)
+	// For 5 s the leader still acts and holds the lock; the follower does not act.
+	deadline := time.Now().Add(5 * time.Second)
+	e.until(6*time.Second, func() bool {
+		acting := e.history().Acting()
+		if len(acting) != 1 || acting[0] != leader.Name {
+			e.t.Fatalf("with the kubelet stopped, acting: %v, want only %s", acting, leader.Name)
+		}
+		if h := e.holder(); h != holder {
+			e.t.Fatalf("with the kubelet stopped, the lock moved from %s to %s", holder, h)
+		}
+		return time.Now().After(deadline)
+	})
+	e.c.step("for 5 s with the kubelet stopped, %s kept the lock and acted alone", leader.Name)
+
+	r := e.failover("node lost: out-of-service taint, Pod GC", leader, true, func() error {
+		if err := cp.Client.CoreV1().Pods(e.ns).Delete(e.ctx, leader.Name, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		return cp.TaintNode(e.ctx, e.c.n.Name, corev1.Taint{Key: "node.kubernetes.io/out-of-service", Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+	})
+	if r.next != follower.Name {
+		e.t.Errorf("%s: %s leads, want %s", r.scenario, r.next, follower.Name)
+	}
+	if r.actingEnd > r.nextRun {
+		e.t.Errorf("%s: %s acted until %s, after %s started at %s", r.scenario, r.leader, ms(r.actingEnd), r.next, ms(r.nextRun))
+	}
 }
 
 // containerEnv names the environment variable that tells the test which container a process is:
@@ -235,7 +299,16 @@ func (e *election) createWith(name, image string, grace int64, n int) *corev1.Po
 		c.Env = append(c.Env, corev1.EnvVar{Name: containerEnv, Value: name + "/" + c.Name})
 		containers = append(containers, c)
 	}
-	pod, err := e.c.cp.Client.CoreV1().Pods(e.ns).Create(e.ctx, &corev1.Pod{
+	pod, err := e.c.cp.Client.CoreV1().Pods(e.ns).Create(e.ctx, e.podSpec(name, grace, containers), metav1.CreateOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pod
+}
+
+// podSpec is a Pod of the example manager's containers on the node.
+func (e *election) podSpec(name string, grace int64, containers []corev1.Container) *corev1.Pod {
+	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "lifelock-example"}},
 		Spec: corev1.PodSpec{
 			NodeName:                      e.c.n.Name, // there is no scheduler
@@ -252,7 +325,16 @@ func (e *election) createWith(name, image string, grace int64, n int) *corev1.Po
 			},
 			Containers: containers,
 		},
-	}, metav1.CreateOptions{})
+	}
+}
+
+// createWithout creates a Pod of the example manager without the environment variables named.
+func (e *election) createWithout(name string, without ...string) *corev1.Pod {
+	e.t.Helper()
+	c := e.container(name, managerImage)
+	c.Env = slices.DeleteFunc(c.Env, func(v corev1.EnvVar) bool { return slices.Contains(without, v.Name) })
+	c.Env = append(c.Env, corev1.EnvVar{Name: containerEnv, Value: name + "/" + c.Name})
+	pod, err := e.c.cp.Client.CoreV1().Pods(e.ns).Create(e.ctx, e.podSpec(name, 10, []corev1.Container{c}), metav1.CreateOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}

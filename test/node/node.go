@@ -525,6 +525,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// StopKubelet stops the kubelet alone (SIGTERM, SIGKILL after 20 s): the Pods' containers keep running
+// under containerd, and nobody reports the Node's status any more. Stop cleans up as usual afterwards.
+func (n *Node) StopKubelet() error {
+	if n.kubelet == nil {
+		return errors.New("no kubelet")
+	}
+	n.o.Logf("stopping the kubelet; the containers keep running")
+	return n.kubelet.stop(20 * time.Second)
+}
+
 // Stop stops the kubelet, removes every Pod sandbox, stops containerd, and then removes whatever is left
 // of them: processes, mounts under Dir, the bridge and its veths, the kubepods cgroups, paths outside Dir
 // that they created; it puts back the sysctls the kubelet changed. It returns an error naming anything it
