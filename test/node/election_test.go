@@ -289,7 +289,7 @@ func (e *election) createWith(name, image string, grace int64, n int) *corev1.Po
 	e.t.Helper()
 	var containers []corev1.Container
 	for i := range n {
-		c := e.container(name, image)
+		c := e.container(image)
 		if i > 0 {
 			port := int32(8081 + i)
 			c.Name = fmt.Sprintf("manager-%d", i+1)
@@ -331,7 +331,7 @@ func (e *election) podSpec(name string, grace int64, containers []corev1.Contain
 // createWithout creates a Pod of the example manager without the environment variables named.
 func (e *election) createWithout(name string, without ...string) *corev1.Pod {
 	e.t.Helper()
-	c := e.container(name, managerImage)
+	c := e.container(managerImage)
 	c.Env = slices.DeleteFunc(c.Env, func(v corev1.EnvVar) bool { return slices.Contains(without, v.Name) })
 	c.Env = append(c.Env, corev1.EnvVar{Name: containerEnv, Value: name + "/" + c.Name})
 	pod, err := e.c.cp.Client.CoreV1().Pods(e.ns).Create(e.ctx, e.podSpec(name, 10, []corev1.Container{c}), metav1.CreateOptions{})
@@ -343,7 +343,7 @@ func (e *election) createWithout(name string, without ...string) *corev1.Pod {
 
 // container is the example manager's container, as examples/manager/deployment.yaml has it, with the
 // witness directory and the kubeconfig mounted from the host.
-func (e *election) container(pod, image string) corev1.Container {
+func (e *election) container(image string) corev1.Container {
 	env := []corev1.EnvVar{
 		{Name: "KUBECONFIG", Value: "/kube/kubeconfig"},
 		{Name: witness.DirEnv, Value: "/witness"},
@@ -757,7 +757,7 @@ func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f'
 // logged.
 func (e *election) comparePlayed(r result) {
 	e.t.Helper()
-	real := milestones(r.events)
+	kubelet := milestones(r.events)
 	cp := e.c.cp
 	const node = "played-node"
 	if err := cp.EnsureNode(e.ctx, node); err != nil {
@@ -786,10 +786,10 @@ func (e *election) comparePlayed(r result) {
 			e.t.Fatal(err)
 		}
 		got := milestones(e.waitGone(pod, t0))
-		same := slices.Equal(got, real)
-		e.t.Logf("the played kubelet's %s: %v; the real kubelet: %v; the same: %v", played.name, got, real, same)
+		same := slices.Equal(got, kubelet)
+		e.t.Logf("the played kubelet's %s: %v; the real kubelet: %v; the same: %v", played.name, got, kubelet, same)
 		if played.same && !same {
-			e.t.Errorf("harness.%s does not write what the real kubelet writes: %v, want %v", played.name, got, real)
+			e.t.Errorf("harness.%s does not write what the real kubelet writes: %v, want %v", played.name, got, kubelet)
 		}
 	}
 	if err := cp.Client.CoreV1().Nodes().Delete(e.ctx, node, metav1.DeleteOptions{}); err != nil {
