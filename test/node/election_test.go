@@ -157,8 +157,9 @@ func TestElection(t *testing.T) {
 	e.waitReady(e.create("m5", managerImage, 10))
 
 	// The leader's process dies (SIGKILL from outside); the kubelet restarts the container in the same Pod.
+	pid := e.pidOf(leader.Name, "manager") // found before the clock starts
 	r = e.failover("process killed, restarted in its Pod", leader, false, func() error {
-		return syscall.Kill(e.pidOf(leader.Name, "manager"), syscall.SIGKILL)
+		return syscall.Kill(pid, syscall.SIGKILL)
 	})
 	e.checkRestart(r, leader)
 	leader = e.podNamed(r.next)
@@ -181,8 +182,9 @@ func TestElection(t *testing.T) {
 	if got := e.leader(); got.Name != pair.Name {
 		e.t.Fatalf("%s leads, want %s", got.Name, pair.Name)
 	}
+	pid = e.pidOfSpan(pair.Name)
 	r = e.failover("two containers of one Pod: leading one killed", pair, false, func() error {
-		return syscall.Kill(e.pidOfSpan(pair.Name), syscall.SIGKILL)
+		return syscall.Kill(pid, syscall.SIGKILL)
 	})
 	if r.next != pair.Name {
 		t.Errorf("%s: %s leads, want %s", r.scenario, r.next, pair.Name)

@@ -93,7 +93,7 @@ const cgroupV1Root = "/sys/fs/cgroup"
 // hostState is what Start saw before it started anything.
 type hostState struct {
 	paths   map[string]bool   // which hostPaths existed
-	kubepod map[string]bool   // hierarchies (by directory under cgroupV1Root) with a kubepods cgroup
+	kubepod map[string]bool   // hierarchies (by mount point under cgroupV1Root) with a kubepods cgroup
 	sysctls map[string]string // kernelTunables' values
 }
 
@@ -121,19 +121,25 @@ func snapshotHost() (hostState, error) {
 	return s, nil
 }
 
-// cgroupHierarchies returns the mount points of the cgroup v1 hierarchies under cgroupV1Root.
+// cgroupHierarchies returns the mount points of the cgroup hierarchies under cgroupV1Root: the v1
+// hierarchies, and the v2 one of a hybrid host (/sys/fs/cgroup/unified), where runc makes the Pods'
+// cgroups too although it holds no controllers.
 func cgroupHierarchies() ([]string, error) {
 	mounts, err := readMounts()
 	if err != nil {
 		return nil, err
 	}
 	var hs []string
+	v1 := 0
 	for _, m := range mounts {
-		if m.fstype == "cgroup" && strings.HasPrefix(m.point, cgroupV1Root+"/") {
+		if (m.fstype == "cgroup" || m.fstype == "cgroup2") && strings.HasPrefix(m.point, cgroupV1Root+"/") {
 			hs = append(hs, m.point)
+			if m.fstype == "cgroup" {
+				v1++
+			}
 		}
 	}
-	if len(hs) == 0 {
+	if v1 == 0 {
 		return nil, fmt.Errorf("no cgroup v1 hierarchy mounted under %s", cgroupV1Root)
 	}
 	return hs, nil
