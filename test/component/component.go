@@ -6,6 +6,7 @@ package component
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,6 +160,52 @@ func Include(repo string, o Options) ([]*unstructured.Unstructured, error) {
 		}
 	}
 	return Build(fs, "/project/config/default")
+}
+
+// ExampleRBAC renders examples/manager's kustomization (with config/rbac as its component) into namespace
+// ns, as an overlay with namespace: ns and nameSuffix: -<ns> would, so that several namespaces of one
+// cluster get distinct ClusterRoles. It returns the name of the ServiceAccount the manager runs as and the
+// objects to create before its Pods (all but the Deployment).
+func ExampleRBAC(repo, ns string) (serviceAccount string, objs []*unstructured.Unstructured, err error) {
+	fs := filesys.MakeFsInMemory()
+	for _, dir := range []string{"examples/manager", Dir} {
+		entries, err := os.ReadDir(filepath.Join(repo, dir))
+		if err != nil {
+			return "", nil, err
+		}
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(repo, dir, e.Name()))
+			if err != nil {
+				return "", nil, err
+			}
+			if err := fs.WriteFile(filepath.Join("/repo", dir, e.Name()), b); err != nil {
+				return "", nil, err
+			}
+		}
+	}
+	overlay := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: " + ns +
+		"\nnameSuffix: -" + ns + "\nresources:\n- ../repo/examples/manager\n"
+	if err := fs.WriteFile("/overlay/kustomization.yaml", []byte(overlay)); err != nil {
+		return "", nil, err
+	}
+	all, err := Build(fs, "/overlay")
+	if err != nil {
+		return "", nil, err
+	}
+	for _, o := range all {
+		if o.GetKind() == "Deployment" {
+			serviceAccount, _, _ = unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
+			continue
+		}
+		objs = append(objs, o)
+	}
+	if serviceAccount == "" {
+		return "", nil, errors.New("examples/manager deploys no Deployment with a serviceAccountName")
+	}
+	return serviceAccount, objs, nil
 }
 
 // Find returns the one object of kind whose name ends in name (kustomize may have prefixed it).

@@ -180,3 +180,36 @@ func decode(t *testing.T, objs []*unstructured.Unstructured, kind, name string, 
 		t.Fatal(err)
 	}
 }
+
+// ExampleRBAC gives each namespace its own objects, bound to the ServiceAccount the Deployment runs as.
+func TestExampleRBACPerNamespace(t *testing.T) {
+	names := map[string]bool{}
+	for _, ns := range []string{"node-a", "node-b"} {
+		sa, objs, err := ExampleRBAC(repo, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Find(objs, "ServiceAccount", sa); err != nil {
+			t.Error(err)
+		}
+		want := rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: ns}
+		var nodeBinding rbacv1.ClusterRoleBinding
+		decode(t, objs, "ClusterRoleBinding", "lifelock-node-reader-"+ns, &nodeBinding)
+		if !slices.Equal(nodeBinding.Subjects, []rbacv1.Subject{want}) {
+			t.Errorf("%s: the Node reader binds %v, want %v", ns, nodeBinding.Subjects, want)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "Deployment" {
+				t.Errorf("%s: ExampleRBAC returns the Deployment", ns)
+			}
+			if o.GetNamespace() == "" { // cluster-scoped
+				if names[o.GetKind()+"/"+o.GetName()] {
+					t.Errorf("%s %s is rendered for two namespaces", o.GetKind(), o.GetName())
+				}
+				names[o.GetKind()+"/"+o.GetName()] = true
+			} else if o.GetNamespace() != ns {
+				t.Errorf("%s %s is in namespace %q, want %q", o.GetKind(), o.GetName(), o.GetNamespace(), ns)
+			}
+		}
+	}
+}
