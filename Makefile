@@ -131,6 +131,16 @@ bench-cost: envtest ## Only the cost scenario: 100 locks × 3 candidates idle 60
 build: ## Build every package and the example manager.
 	go build ./...
 
+# The example manager as a container image: a static binary in one layer, run as 65532:65532 (the example's
+# deployment.yaml runs as non-root). The archive is an OCI image layout and a docker archive at once.
+EXAMPLE_IMAGE ?= lifelock-example:latest
+EXAMPLE_IMAGE_TAR ?= $(LOCALBIN)/lifelock-example.tar
+.PHONY: example-image
+example-image: | $(LOCALBIN) ## Write examples/manager's image to bin/lifelock-example.tar (kind load image-archive, ctr images import, docker load).
+	tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$$tmp/manager" ./examples/manager; \
+	cd $(TEST_DIR) && go run ./node/exampleimage -binary "$$tmp/manager" -name $(EXAMPLE_IMAGE) -o $(EXAMPLE_IMAGE_TAR)
+
 ##@ Dependencies
 
 $(LOCALBIN):
@@ -145,15 +155,16 @@ envtest: prereqs ## Build the test control plane (kube-apiserver, kube-controlle
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
 
 # A real node (kubelet, containerd, runc, CNI plugins, crictl), built from module sources by
-# hack/build-node.sh into a versioned cache outside the clone; its first suite (make test-node) runs one Pod on it; the election suites do not use it yet.
+# hack/build-node.sh into a versioned cache outside the clone. make test-node runs one Pod on it (TestNode),
+# then the example manager's election on it (TestElection: real Pods, failovers, the witness history).
 .PHONY: node
 node: ## Build the node binaries (kubelet, containerd, runc, CNI plugins, crictl) if absent; print their directory.
 	@dir="$$(nice -n 10 hack/build-node.sh)"; echo "node binaries: $$dir"
 
 # Not part of test or test-all: it needs root, and it changes the host while it runs (see test/node/README.md).
 .PHONY: test-node
-test-node: envtest node ## Run a real node (kubelet, containerd, runc, CNI bridge) against the local control plane: one Pod, then check nothing is left. Needs root.
-	assets="$$($(BUILD_ENVTEST))"; dir="$$(nice -n 10 hack/build-node.sh)"; cd $(TEST_DIR)/node && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_NODE_BIN="$$dir" go test -count=1 -v -timeout 10m .
+test-node: envtest node ## Run a real node (kubelet, containerd, runc, CNI bridge) against the local control plane: one Pod, the example manager's failovers, then check nothing is left. Needs root.
+	assets="$$($(BUILD_ENVTEST))"; dir="$$(nice -n 10 hack/build-node.sh)"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_NODE_BIN="$$dir" go test -count=1 -v -timeout 20m ./node
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/ if absent.

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +63,12 @@ func main() {
 	podName, namespace := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
 	if podName == "" {
 		podName, _ = os.Hostname()
+	}
+	if namespace == "" {
+		// In a Pod, the service account's namespace is the Pod's (as the lock finds it too).
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			namespace = strings.TrimSpace(string(b))
+		}
 	}
 	// Cache only the watched ConfigMaps, and only in our namespace when it is known, so that the namespaced
 	// Role in examples/manager/role.yaml is enough.

@@ -151,8 +151,7 @@ var _ = Describe("ConfigMap lock", func() {
 		stopped := time.Now()
 		Eventually(b.Elected()).WithTimeout(30 * time.Second).Should(BeClosed())
 		measure("ConfigMap lock: release hand-off (stop returned → follower elected)", time.Since(stopped))
-		gap, err := hist.Gap("a", "b")
-		Expect(err).NotTo(HaveOccurred())
+		gap := gapBetween(hist, "a", "b")
 		measure("ConfigMap lock: release hand-off: gap between a stopping and b acting", gap)
 
 		old, err := cp.Client.CoreV1().Pods(ns).Get(ctx, podA.Name, metav1.GetOptions{})

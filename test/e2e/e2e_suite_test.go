@@ -109,6 +109,17 @@ func startCandidate(ctx context.Context, o harness.CandidateOptions) *harness.Ca
 // noRelease makes stopping a candidate play a crash: its lock is not released.
 func noRelease(mo *manager.Options) { mo.LeaderElectionReleaseOnCancel = false }
 
+// gapBetween waits until to has acted after from stopped (a candidate's leader-only runnable starts a
+// moment after Elected closes) and returns the time between the two. Overlaps are for hist.Check to catch.
+func gapBetween(hist *harness.History, from, to string) time.Duration {
+	var gap time.Duration
+	Eventually(func() (err error) {
+		gap, err = hist.Gap(from, to)
+		return err
+	}).WithTimeout(10 * time.Second).WithPolling(5 * time.Millisecond).Should(Succeed())
+	return gap
+}
+
 // measuredPrefix marks the report entries measure adds, so that the report collects them from every
 // parallel process.
 const measuredPrefix = "measured: "

@@ -62,6 +62,21 @@ var exampleManagerWitness = []Edit{
 // test module with a go build overlay, so neither the example's source nor the library's go.mod refers to
 // the harness.
 func BuildExampleManager(ctx context.Context, outDir string) (string, error) {
+	return BuildExampleManagerWith(ctx, outDir, BuildOptions{})
+}
+
+// BuildOptions changes how a program is built.
+type BuildOptions struct {
+	// Env is added to this process's environment for go build, e.g. CGO_ENABLED=0 for a static binary
+	// that runs in a container image holding nothing else.
+	Env []string
+}
+
+// StaticBuild builds a static binary (no cgo), for a container image of one file.
+var StaticBuild = BuildOptions{Env: []string{"CGO_ENABLED=0"}}
+
+// BuildExampleManagerWith is BuildExampleManager with options.
+func BuildExampleManagerWith(ctx context.Context, outDir string, o BuildOptions) (string, error) {
 	main := filepath.Join(RepoRoot(), "examples", "manager", "main.go")
 	src, err := os.ReadFile(main)
 	if err != nil {
@@ -88,16 +103,16 @@ func BuildExampleManager(ctx context.Context, outDir string) (string, error) {
 	if err := os.WriteFile(overlayFile, overlay, 0o644); err != nil {
 		return "", err
 	}
-	return build(ctx, testModuleDir(), "github.com/lifelock/lifelock/examples/manager", outDir, "-overlay", overlayFile)
+	return build(ctx, testModuleDir(), "github.com/lifelock/lifelock/examples/manager", outDir, o, "-overlay", overlayFile)
 }
 
 // BuildBinary builds the Go package pkg (for example "./bench/candidate"), run from dir, into outDir (a new
 // temporary directory if outDir is "", which the caller removes), and returns the binary's path.
 func BuildBinary(ctx context.Context, dir, pkg, outDir string) (string, error) {
-	return build(ctx, dir, pkg, outDir)
+	return build(ctx, dir, pkg, outDir, BuildOptions{})
 }
 
-func build(ctx context.Context, dir, pkg, outDir string, flags ...string) (string, error) {
+func build(ctx context.Context, dir, pkg, outDir string, o BuildOptions, flags ...string) (string, error) {
 	if outDir == "" {
 		tmp, err := os.MkdirTemp("", "lifelock-bin-")
 		if err != nil {
@@ -110,6 +125,9 @@ func build(ctx context.Context, dir, pkg, outDir string, flags ...string) (strin
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s (in %s, after %s): %w\n%s", pkg, dir, time.Since(start).Round(time.Millisecond), err, b)
 	}

@@ -257,6 +257,11 @@ func (cp *ControlPlane) EvictByKubelet(ctx context.Context, pod *corev1.Pod) err
 // DeletePodGracefully plays a graceful Pod deletion from start to end, as the API server and kubelet do
 // after the candidate process has stopped: the delete request (deletionTimestamp set, the Pod is
 // Terminating), the containers written terminated, and the final delete with grace period 0.
+//
+// It leaves the phase Running, which a real kubelet does not: on a real node (test/node) the kubelet writes
+// every container terminated and the phase Succeeded (every exit code 0) or Failed in one status update,
+// and deletes the Pod only after that. A follower then takes over at that status write (the holder is
+// terminal) rather than at the final delete. DeletePodAsKubelet plays the real order.
 func (cp *ControlPlane) DeletePodGracefully(ctx context.Context, pod *corev1.Pod) error {
 	if err := cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}); err != nil {
 		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -265,6 +270,42 @@ func (cp *ControlPlane) DeletePodGracefully(ctx context.Context, pod *corev1.Pod
 		return fmt.Errorf("terminating containers of %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	return cp.ForceDeletePod(ctx, pod)
+}
+
+// DeletePodAsKubelet plays a graceful Pod deletion in the order a real kubelet (v1.37, measured on a real
+// node by test/node) produces once the container's process has stopped with exitCode: the delete request
+// (deletionTimestamp), one status write with every container terminated and the phase terminal (TerminatePod),
+// and the final delete with grace period 0 and a UID precondition. The real kubelet takes 1 to 2 s from the
+// process's exit to the status write and 0.3 to 0.8 s more to the delete; this plays them at once.
+func (cp *ControlPlane) DeletePodAsKubelet(ctx context.Context, pod *corev1.Pod, exitCode int32) error {
+	if err := cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}); err != nil {
+		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if err := cp.TerminatePod(ctx, pod, exitCode); err != nil {
+		return fmt.Errorf("terminating pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return cp.ForceDeletePod(ctx, pod)
+}
+
+// TerminatePod writes what a real kubelet writes once every container of a Pod it stops for good has
+// exited with exitCode (a deleted Pod, or one whose containers are not restarted): every container
+// terminated (Completed for 0, Error otherwise), Ready false, and the phase Succeeded for 0, Failed
+// otherwise, all in one status update. The kubelet never writes a terminal phase while a container runs.
+func (cp *ControlPlane) TerminatePod(ctx context.Context, pod *corev1.Pod, exitCode int32) error {
+	return cp.updatePodStatus(ctx, pod, func(p *corev1.Pod) {
+		now := metav1.Now()
+		reason, phase := "Completed", corev1.PodSucceeded
+		if exitCode != 0 {
+			reason, phase = "Error", corev1.PodFailed
+		}
+		for i := range p.Status.ContainerStatuses {
+			s := &p.Status.ContainerStatuses[i]
+			s.Ready, s.Started = false, ptr.To(false)
+			s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exitCode, FinishedAt: now, Reason: reason}}
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+		p.Status.Phase = phase
+	})
 }
 
 // ForceDeletePod deletes the Pod with grace period 0, whatever its containers do (kubectl delete --force).

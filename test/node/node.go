@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -51,8 +52,12 @@ type Node struct {
 	Name string
 	// Subnet is the Pods' subnet, on Bridge.
 	Subnet *net.IPNet
-	// Bridge is the name of the bridge the Pods' veths are attached to.
+	// Bridge is the name of the bridge the Pods' veths are attached to. Start creates it with the address
+	// Gateway (the subnet's first) so that Pods reach this machine, and only this machine: they get no route
+	// beyond the subnet, and the host neither forwards nor masquerades for them.
 	Bridge string
+	// Gateway is the bridge's address: what a Pod connects to for a service of this machine (Forward).
+	Gateway net.IP
 	// Dir holds every file of the node: configurations, logs, containerd's root and state, the kubelet's root.
 	Dir string
 	// Socket is containerd's socket.
@@ -88,7 +93,7 @@ const cgroupV1Root = "/sys/fs/cgroup"
 // hostState is what Start saw before it started anything.
 type hostState struct {
 	paths   map[string]bool   // which hostPaths existed
-	kubepod map[string]bool   // hierarchies (by directory under cgroupV1Root) with a kubepods cgroup
+	kubepod map[string]bool   // hierarchies (by mount point under cgroupV1Root) with a kubepods cgroup
 	sysctls map[string]string // kernelTunables' values
 }
 
@@ -116,19 +121,25 @@ func snapshotHost() (hostState, error) {
 	return s, nil
 }
 
-// cgroupHierarchies returns the mount points of the cgroup v1 hierarchies under cgroupV1Root.
+// cgroupHierarchies returns the mount points of the cgroup hierarchies under cgroupV1Root: the v1
+// hierarchies, and the v2 one of a hybrid host (/sys/fs/cgroup/unified), where runc makes the Pods'
+// cgroups too although it holds no controllers.
 func cgroupHierarchies() ([]string, error) {
 	mounts, err := readMounts()
 	if err != nil {
 		return nil, err
 	}
 	var hs []string
+	v1 := 0
 	for _, m := range mounts {
-		if m.fstype == "cgroup" && strings.HasPrefix(m.point, cgroupV1Root+"/") {
+		if (m.fstype == "cgroup" || m.fstype == "cgroup2") && strings.HasPrefix(m.point, cgroupV1Root+"/") {
 			hs = append(hs, m.point)
+			if m.fstype == "cgroup" {
+				v1++
+			}
 		}
 	}
-	if len(hs) == 0 {
+	if v1 == 0 {
 		return nil, fmt.Errorf("no cgroup v1 hierarchy mounted under %s", cgroupV1Root)
 	}
 	return hs, nil
@@ -207,10 +218,13 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 			err = errors.Join(err, n.Stop())
 		}
 	}()
+	if err := n.createBridge(); err != nil {
+		return n, err
+	}
 	if err := n.startContainerd(ctx); err != nil {
 		return n, err
 	}
-	if err := n.importImage(ctx); err != nil {
+	if err := n.ImportImage(ctx, n.o.Image, n.o.ImageName); err != nil {
 		return n, err
 	}
 	if err := n.startKubelet(); err != nil {
@@ -249,6 +263,74 @@ func freeSubnet() (*net.IPNet, error) {
 	return nil, errors.New("no free subnet in 10.244.0.0/16")
 }
 
+// createBridge creates the Pods' bridge with the address Gateway, before the CNI bridge plugin sees it (it
+// takes an existing bridge as it is, and with isGateway false it gives the bridge no address of its own).
+func (n *Node) createBridge() error {
+	gw := make(net.IP, 4)
+	copy(gw, n.Subnet.IP.To4())
+	gw[3] = 1
+	n.Gateway = gw
+	ones, _ := n.Subnet.Mask.Size()
+	for _, args := range [][]string{
+		{"link", "add", "name", n.Bridge, "type", "bridge"},
+		{"addr", "add", fmt.Sprintf("%s/%d", gw, ones), "dev", n.Bridge},
+		{"link", "set", n.Bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// Forward accepts connections on Gateway at a free port and relays each to target (host:port on this
+// machine, such as the API server on 127.0.0.1), so that Pods reach a service that listens on loopback
+// only. It returns the address Pods connect to; the relay ends with ctx.
+func (n *Node) Forward(ctx context.Context, target string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(n.Gateway.String(), "0"))
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		<-ctx.Done()
+		_ = l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go relay(ctx, c, target)
+		}
+	}()
+	return l.Addr().String(), nil
+}
+
+func relay(ctx context.Context, c net.Conn, target string) {
+	defer func() { _ = c.Close() }()
+	var d net.Dialer
+	t, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return
+	}
+	defer func() { _ = t.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close(); _ = t.Close() })
+	defer stop()
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go pipe(t, c)
+	go pipe(c, t)
+	<-done
+	<-done
+}
+
 func (n *Node) path(elem ...string) string { return filepath.Join(append([]string{n.Dir}, elem...)...) }
 
 func (n *Node) startContainerd(ctx context.Context) error {
@@ -256,8 +338,9 @@ func (n *Node) startContainerd(ctx context.Context) error {
 	if err := os.MkdirAll(cniConf, 0o755); err != nil {
 		return err
 	}
-	// A bridge without an address (isGateway false), so the host neither routes nor forwards for the Pods
-	// (the bridge plugin turns on ip_forward for a gateway); no NAT, no routes in the Pods beyond their subnet.
+	// isGateway false: the plugin neither gives the bridge an address (createBridge did) nor turns on
+	// ip_forward nor adds a default route in the Pods; no NAT, no routes in the Pods beyond their subnet.
+	// Addresses from .10 on, clear of the bridge's .1.
 	conflist := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "lifelock",
@@ -267,10 +350,10 @@ func (n *Node) startContainerd(ctx context.Context) error {
     "isGateway": false,
     "ipMasq": false,
     "hairpinMode": false,
-    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q, "rangeStart": %q}]], "dataDir": %q}
   }]
 }
-`, n.Bridge, n.Subnet.String(), n.path("cni", "ipam"))
+`, n.Bridge, n.Subnet.String(), rangeStart(n.Subnet), n.path("cni", "ipam"))
 	if err := os.WriteFile(filepath.Join(cniConf, "10-lifelock.conflist"), []byte(conflist), 0o644); err != nil {
 		return err
 	}
@@ -365,19 +448,29 @@ func (n *Node) Crictl(ctx context.Context, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-func (n *Node) importImage(ctx context.Context) error {
-	n.o.Logf("importing %s as %s", n.o.Image, n.o.ImageName)
-	if out, err := n.ctr(ctx, "images", "import", "--snapshotter", "overlayfs", n.o.Image); err != nil {
-		return fmt.Errorf("ctr images import %s: %w: %s", n.o.Image, err, out)
+// ImportImage imports the image archive at path (WriteImageOf) into the node's containerd, where Pods find
+// it by name with imagePullPolicy Never, and checks that the CRI lists it.
+func (n *Node) ImportImage(ctx context.Context, path, name string) error {
+	n.o.Logf("importing %s as %s", path, name)
+	if out, err := n.ctr(ctx, "images", "import", "--snapshotter", "overlayfs", path); err != nil {
+		return fmt.Errorf("ctr images import %s: %w: %s", path, err, out)
 	}
 	out, err := n.Crictl(ctx, "images")
 	if err != nil {
 		return fmt.Errorf("crictl images: %w: %s", err, out)
 	}
-	if repo, _, _ := strings.Cut(n.o.ImageName, ":"); !bytes.Contains(out, []byte(repo)) {
-		return fmt.Errorf("the CRI does not list %s after the import: %s", n.o.ImageName, out)
+	if repo, _, _ := strings.Cut(FullName(name), ":"); !bytes.Contains(out, []byte(repo)) {
+		return fmt.Errorf("the CRI does not list %s after the import: %s", name, out)
 	}
 	return nil
+}
+
+// rangeStart is the subnet's tenth address, where Pod addresses start.
+func rangeStart(subnet *net.IPNet) string {
+	ip := make(net.IP, 4)
+	copy(ip, subnet.IP.To4())
+	ip[3] = 10
+	return ip.String()
 }
 
 func (n *Node) startKubelet() error {
@@ -436,6 +529,16 @@ func freePort() (int, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StopKubelet stops the kubelet alone (SIGTERM, SIGKILL after 20 s): the Pods' containers keep running
+// under containerd, and nobody reports the Node's status any more. Stop cleans up as usual afterwards.
+func (n *Node) StopKubelet() error {
+	if n.kubelet == nil {
+		return errors.New("no kubelet")
+	}
+	n.o.Logf("stopping the kubelet; the containers keep running")
+	return n.kubelet.stop(20 * time.Second)
 }
 
 // Stop stops the kubelet, removes every Pod sandbox, stops containerd, and then removes whatever is left

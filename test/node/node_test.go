@@ -3,10 +3,10 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,111 +18,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
-	"github.com/lifelock/lifelock/test/harness"
+	"github.com/lifelock/lifelock/test/harness/witness"
 )
-
-// binEnv names the directory hack/build-node.sh prints; without it the test is skipped.
-const binEnv = "LIFELOCK_NODE_BIN"
-
-// ipForward is net.ipv4.ip_forward before the test.
-var ipForward string
-
-// imageName is the pause image's name; it is also the sandbox image.
-const imageName = "lifelock.local/pause:1"
 
 // TestNode starts a control plane and a real node, waits for the Node to be Ready, runs a Pod on it until it
 // is Running with an IP, deletes it, stops everything and checks that nothing is left on the machine.
 func TestNode(t *testing.T) {
-	bin := os.Getenv(binEnv)
-	if bin == "" {
-		t.Skipf("%s is not set: run `make test-node` (or set it to what hack/build-node.sh prints)", binEnv)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("a node needs root")
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	started := time.Now()
-	step := func(format string, args ...any) {
-		t.Logf("[%5.1fs] "+format, append([]any{time.Since(started).Seconds()}, args...)...)
-	}
-
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipForward = strings.TrimSpace(string(b))
-
-	dir := t.TempDir()
-	for _, prog := range []string{"pause", "runc-noseccomp"} {
-		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, prog), "./"+prog)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("building %s: %v: %s", prog, err, out)
-		}
-	}
-	pause := filepath.Join(dir, "pause")
-	image := filepath.Join(dir, "pause.tar")
-	if err := WriteImage(image, pause, imageName); err != nil {
-		t.Fatal(err)
-	}
-	step("built the pause image %s", image)
-
-	cp, err := harness.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := cp.Stop(); err != nil {
-			t.Errorf("stopping the control plane: %v", err)
-		}
-	}()
-	step("control plane up")
-	// The kubelet's user: system:masters, since the test control plane authorises with RBAC only (no Node
-	// authorizer) and grants system:nodes nothing.
-	kubeconfig, err := cp.AddUserKubeconfig("system:node:lifelock", "system:nodes", "system:masters")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	n, err := Start(ctx, Options{Bin: bin, Kubeconfig: kubeconfig, Image: image, ImageName: imageName,
-		Runc: filepath.Join(dir, "runc-noseccomp"), Logf: step})
-	if err != nil {
-		t.Fatalf("starting the node: %v", err)
-	}
-	stopped := false
-	stop := func() {
-		stopped = true
-		if err := n.Stop(); err != nil {
-			t.Errorf("stopping the node: %v", err)
-		}
-	}
-	defer func() {
-		if !stopped {
-			logTail(t, n)
-			stop()
-		}
-	}()
-
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		node, err := cp.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("node %s not Ready: %v", n.Name, err)
-	}
-	step("node %s Ready", n.Name)
+	ipForward := readSysctl(t, "net/ipv4/ip_forward")
+	c := startCluster(ctx, t)
+	cp, n, step := c.cp, c.n, c.step
 
 	ns, err := cp.CreateNamespace(ctx, "node")
 	if err != nil {
@@ -160,7 +66,7 @@ func TestNode(t *testing.T) {
 	if out, err := n.Crictl(ctx, "pods"); err == nil {
 		t.Logf("crictl pods:\n%s", out)
 	}
-	checkPodNetwork(ctx, t, n, pod)
+	checkPodNetwork(ctx, t, n, pod, ipForward)
 
 	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -177,16 +83,69 @@ func TestNode(t *testing.T) {
 	}
 	step("pod %s/%s gone", ns, pod.Name)
 
-	stop()
-	step("node stopped")
-	if left := n.Leftovers(); len(left) > 0 {
-		t.Errorf("left on the machine after Stop: %v", left)
+	// A force delete (grace 0): the object goes at once; the kubelet learns it from its watch and stops the
+	// container, which runs on meanwhile. The pause program stops on SIGTERM, so this is how long a
+	// container that does not stop by itself outlives its force-deleted Pod.
+	for i := range 3 {
+		runOn := forceDeleteRunOn(ctx, t, c, ns, fmt.Sprintf("pause-force-%d", i))
+		step("force-deleted pod %s/pause-force-%d: its container ran on for %s", ns, i, runOn)
 	}
+
+	c.stop()
+}
+
+// forceDeleteRunOn runs a pause Pod named name, deletes it with grace 0 once it is Running and returns how
+// long its container's process ran after the delete request.
+func forceDeleteRunOn(ctx context.Context, t *testing.T, c *cluster, ns, name string) time.Duration {
+	t.Helper()
+	pods := c.cp.Client.CoreV1().Pods(ns)
+	_, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeName:                      c.n.Name,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			Containers: []corev1.Container{{
+				Name: "pause", Image: imageName, ImagePullPolicy: corev1.PullNever,
+				Env: []corev1.EnvVar{{Name: "LIFELOCK_NODE_POD", Value: name}}, // tells it from the sandbox's pause
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pids = processesWith("/pause", "LIFELOCK_NODE_POD="+name)
+		return pod.Status.Phase == corev1.PodRunning && len(pids) == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s not Running with one container process (%v): %v", ns, name, pids, err)
+	}
+	exited, err := exitOf(ctx, pids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := witness.Now()
+	if err := pods.Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-exited:
+		return at - t0
+	case <-time.After(time.Minute):
+		t.Fatalf("the container of force-deleted pod %s/%s still runs a minute later", ns, name)
+	}
+	return 0
 }
 
 // checkPodNetwork checks that the Pod's network namespace has its IP and no route beyond the node's subnet,
 // and that the host forwards no more than before.
-func checkPodNetwork(ctx context.Context, t *testing.T, n *Node, pod *corev1.Pod) {
+func checkPodNetwork(ctx context.Context, t *testing.T, n *Node, pod *corev1.Pod, ipForward string) {
 	t.Helper()
 	out, err := n.Crictl(ctx, "pods", "--quiet", "--namespace", pod.Namespace, "--name", pod.Name)
 	if err != nil {
@@ -221,19 +180,5 @@ func checkPodNetwork(ctx context.Context, t *testing.T, n *Node, pod *corev1.Pod
 	}
 	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != ipForward {
 		t.Errorf("net.ipv4.ip_forward is %s with the Pod running, %s before", strings.TrimSpace(string(b)), ipForward)
-	}
-}
-
-// logTail logs the end of the kubelet's and containerd's logs, for a failed run.
-func logTail(t *testing.T, n *Node) {
-	for _, name := range []string{"containerd.log", "kubelet.log"} {
-		b, err := os.ReadFile(n.path(name))
-		if err != nil {
-			continue
-		}
-		if len(b) > 6000 {
-			b = b[len(b)-6000:]
-		}
-		t.Logf("end of %s:\n%s", name, b)
 	}
 }
