@@ -59,7 +59,7 @@ COVERPKG = github.com/lifelock/lifelock/pkg/...
 test: prereqs vet envtest ## Run go vet, the unit tests and a short simulation run, then the envtest e2e suite in parallel, all with the race detector (about 4 min warm).
 	go test -count=1 -v -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SHORT)
 	go test -race -count=1 ./...
-	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 ./harness/...
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -race -count=1 ./harness/... ./component
 	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" $(GINKGO) -race --procs=$(E2E_PROCS) --timeout=30m \
 		--coverpkg=$(COVERPKG) --coverprofile=cover.out --output-dir=$(CURDIR) ./e2e
 
@@ -82,7 +82,7 @@ test-sim: ## Explore SIM_SCHEDULES (1000000) seeded schedules of the protocol in
 	go test -count=1 -v -timeout 60m -run 'TestSimulation' ./pkg/lifelock -args -sim.schedules=$(SIM_SCHEDULES) -sim.seed=$(SIM_SEED)
 
 .PHONY: test-scaffold
-test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods.
+test-scaffold: envtest ## Scaffold a kubebuilder v4.16.0 project, apply the README's adoption diff, and run it as Pods (also as its ServiceAccount with config/rbac as a component).
 	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v -timeout 30m ./scaffold
 
 .PHONY: demo

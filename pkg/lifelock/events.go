@@ -117,7 +117,7 @@ func (l *Lock) writeEvent(ctx context.Context, obj runtime.Object, eventType, re
 	}
 	if _, err := l.client.CoreV1().Events(ref.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		l.eventErrOnce.Do(func() {
-			l.log.Error(err, "Cannot record Events; grant create on events (see config/rbac/role.yaml)", "reason", reason, "message", msg)
+			l.log.Error(err, "Cannot record Events; grant create on events (see config/rbac/lifelock_leader_election_role.yaml)", "reason", reason, "message", msg)
 		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // A program without a controller-runtime manager blocks in Become until its Pod holds the lock, then does
 // its work. The Pod needs POD_NAME and POD_NAMESPACE from the downward API (or runs where the hostname
-// names it), and the permissions in config/rbac/role.yaml.
+// names it), and the permissions in config/rbac/lifelock_leader_election_role.yaml.
 func ExampleBecome() {
 	ctx := ctrl.SetupSignalHandler()
 	if err := lifelock.Become(ctx, "my-operator-lock"); err != nil {

@@ -106,7 +106,7 @@ func resolveOwnPod(ctx context.Context, client kubernetes.Interface, name, names
 		return PodRef{}, fmt.Errorf("finding own Pod: %w: Pod %s/%s does not exist; check %s and %s (or Options.PodName and Options.PodNamespace)",
 			ErrPodNotFound, ns, podName, PodNameEnv, PodNamespaceEnv)
 	case apierrors.IsForbidden(err):
-		return PodRef{}, fmt.Errorf("finding own Pod %s/%s: %w: grant verb get on pods in namespace %q (see config/rbac/role.yaml): %w",
+		return PodRef{}, fmt.Errorf("finding own Pod %s/%s: %w: grant verb get on pods in namespace %q (see config/rbac/lifelock_leader_election_role.yaml): %w",
 			ns, podName, ErrMissingPermission, ns, err)
 	case err != nil:
 		return PodRef{}, fmt.Errorf("finding own Pod %s/%s: %w", ns, podName, err)

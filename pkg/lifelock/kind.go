@@ -162,7 +162,7 @@ func (s leaseStore) reference(l *coordinationv1.Lease) runtime.Object {
 	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, UID: l.UID}}
 }
 
-func (s leaseStore) roleFile() string { return "config/rbac/role.yaml" }
+func (s leaseStore) roleFile() string { return "config/rbac/lifelock_leader_election_role.yaml" }
 
 func (s leaseStore) permissions() []permission {
 	return []permission{
@@ -336,7 +336,9 @@ func (s configMapStore) reference(l *coordinationv1.Lease) runtime.Object {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name, UID: l.UID}}
 }
 
-func (s configMapStore) roleFile() string { return "config/rbac/role_configmap.yaml" }
+func (s configMapStore) roleFile() string {
+	return "config/rbac/lifelock_leader_election_role_configmap.yaml"
+}
 
 func (s configMapStore) permissions() []permission {
 	return []permission{

@@ -158,7 +158,7 @@ func (l *Lock) start() {
 		l.mu.Lock()
 		l.changed = make(chan struct{})
 		l.mu.Unlock()
-		stuckHolder.WithLabelValues(l.name).Set(0) // the series exists from the start, for alerts
+		initMetrics(l.name) // the series exist from the start, for alerts and increase()
 		l.startWatches()
 		go l.holdSocket()
 	})

@@ -30,6 +30,23 @@ var (
 	}, []string{"name"})
 )
 
+// acquisitionReasons are the values of lifelock_acquisitions_total's reason label. A lock exports every one
+// at 0 from its start, as Prometheus advises for labels known in advance: a follower's series exists before
+// it acquires, so increase() and rate() see its acquisition.
+var acquisitionReasons = []string{
+	"created", "holder_pod_gone", "holder_uid_changed", "holder_terminal", "holder_out_of_service",
+	"released", "lease_expired", "container_restart",
+}
+
+// initMetrics exports the series of the lock name before anything happened: the acquisitions at 0 and the
+// stuck-holder gauge at 0.
+func initMetrics(name string) {
+	for _, reason := range acquisitionReasons {
+		acquisitionsTotal.WithLabelValues(name, reason)
+	}
+	stuckHolder.WithLabelValues(name).Set(0)
+}
+
 func init() {
 	metrics.Registry.MustRegister(acquisitionsTotal, acquireWaitSeconds, stuckHolder)
 }

@@ -29,7 +29,8 @@ func (p permission) String() string {
 }
 
 // podPermissions, with the lock kind's own (store.permissions), are exactly what the lock calls: the kind's
-// Role (config/rbac/role.yaml or role_configmap.yaml) grants these and no more, plus events.
+// Role (config/rbac/lifelock_leader_election_role.yaml, or lifelock_leader_election_role_configmap.yaml)
+// grants these and no more, plus events.
 var podPermissions = []permission{
 	{verb: "get", resource: "pods"},
 	{verb: "list", resource: "pods"},
@@ -37,7 +38,7 @@ var podPermissions = []permission{
 }
 
 // nodePermissions are what the stuck-holder diagnosis and the out-of-service policy read: the holder's Node
-// (cluster-scoped, so a ClusterRole grants them; config/rbac/node_reader_role.yaml).
+// (cluster-scoped, so a ClusterRole grants them; config/rbac/lifelock_node_reader_role.yaml).
 var nodePermissions = []permission{
 	{verb: "get", resource: "nodes"},
 	{verb: "list", resource: "nodes"},
@@ -73,10 +74,10 @@ func checkPermissions(ctx context.Context, client kubernetes.Interface, namespac
 		return true, nil
 	case needNodes:
 		return false, fmt.Errorf("%w: TakeOverFromOutOfServiceNodes reads the holder's Node, but this identity may not %s; "+
-			"grant them in a ClusterRole bound to it (see config/rbac/node_reader_role.yaml)", ErrMissingPermission, strings.Join(missingNodes, ", "))
+			"grant them in a ClusterRole bound to it (see config/rbac/lifelock_node_reader_role.yaml)", ErrMissingPermission, strings.Join(missingNodes, ", "))
 	}
 	log.Info("Nodes cannot be read: a holder on a NotReady Node will not be diagnosed (only a Pod stuck terminating will); "+
-		"to enable it, grant get, list and watch on nodes in a ClusterRole (see config/rbac/node_reader_role.yaml)", "missing", strings.Join(missingNodes, ", "))
+		"to enable it, grant get, list and watch on nodes in a ClusterRole (see config/rbac/lifelock_node_reader_role.yaml)", "missing", strings.Join(missingNodes, ", "))
 	return false, nil
 }
 

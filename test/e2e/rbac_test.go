@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,34 +9,33 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
+	"github.com/lifelock/lifelock/test/component"
 	"github.com/lifelock/lifelock/test/harness"
 )
 
-// shippedLockName is the lock name the shipped Roles grant their named rules on: examples/manager's
-// LeaderElectionID.
-const shippedLockName = "lifelock-example"
-
-// shippedRole reads a Role users deploy from config/rbac and names the test's lock in it where it names
-// shippedLockName, as the patch in config/rbac/kustomization.yaml does for a user's lock.
-func shippedRole(file string) *rbacv1.Role {
-	b, err := os.ReadFile("../../config/rbac/" + file)
+// shippedRole builds config/rbac, the RBAC component users include, as a kubebuilder project includes it
+// (namespace ns, the lock named lockName with the patch its kustomization.yaml documents; with configMap,
+// the ConfigMap Role listed in place of the Lease Role, as it says) and returns its lock Role.
+func shippedRole(ns string, configMap bool) *rbacv1.Role {
+	objs, err := component.Include(harness.RepoRoot(), component.Options{Namespace: ns, LockName: lockName, ConfigMapLock: configMap})
+	Expect(err).NotTo(HaveOccurred())
+	u, err := component.Find(objs, "Role", "lifelock-leader-election")
 	Expect(err).NotTo(HaveOccurred())
 	role := &rbacv1.Role{}
-	Expect(yaml.UnmarshalStrict(b, role)).To(Succeed())
+	Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, role)).To(Succeed())
 	named := 0
-	for i, r := range role.Rules {
-		for j, n := range r.ResourceNames {
-			Expect(n).To(Equal(shippedLockName), "%s names only the lock", file)
-			role.Rules[i].ResourceNames[j] = lockName
+	for _, r := range role.Rules {
+		for _, n := range r.ResourceNames {
+			Expect(n).To(Equal(lockName), "the documented patch names the lock")
 			named++
 		}
 	}
-	Expect(named).To(Equal(1), "%s narrows the lock's rules to its name", file)
+	Expect(named).To(Equal(1), "the Role narrows the lock's rules to its name")
 	return role
 }
 
@@ -48,7 +46,7 @@ var _ = Describe("RBAC", Serial, func() {
 
 	// bindUser creates role in ns and binds it to a new user, returning that user's connection.
 	bindUser := func(ctx SpecContext, role *rbacv1.Role, user string) {
-		role.Namespace = ns
+		Expect(role.Namespace).To(Equal(ns))
 		_, err := cp.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		_, err = cp.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
@@ -78,7 +76,7 @@ var _ = Describe("RBAC", Serial, func() {
 	}
 
 	It("works for a user bound only to config/rbac's Role, which covers no other lock", func(ctx SpecContext) {
-		cfg := leadsAndHandsOver(ctx, shippedRole("role.yaml"), lifelock.KindLease, "candidate-ok")
+		cfg := leadsAndHandsOver(ctx, shippedRole(ns, false), lifelock.KindLease, "candidate-ok")
 
 		// The Role grants the lock's verbs on its name only: another lock is refused at start-up, naming
 		// what is missing and the name a rule must list.
@@ -90,7 +88,7 @@ var _ = Describe("RBAC", Serial, func() {
 	})
 
 	It("works for a user bound only to config/rbac's ConfigMap Role, which deletes no other ConfigMap", func(ctx SpecContext) {
-		cfg := leadsAndHandsOver(ctx, shippedRole("role_configmap.yaml"), lifelock.KindConfigMap, "candidate-cm")
+		cfg := leadsAndHandsOver(ctx, shippedRole(ns, true), lifelock.KindConfigMap, "candidate-cm")
 		cs, err := kubernetes.NewForConfig(cfg)
 		Expect(err).NotTo(HaveOccurred())
 		_, err = cp.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}}, metav1.CreateOptions{})
@@ -101,7 +99,7 @@ var _ = Describe("RBAC", Serial, func() {
 
 	DescribeTable("names the permission that is missing",
 		func(ctx SpecContext, group, resource, verb, want string) {
-			role := shippedRole("role.yaml")
+			role := shippedRole(ns, false)
 			found := false
 			for i, r := range role.Rules {
 				if r.APIGroups[0] == group && r.Resources[0] == resource {
@@ -116,7 +114,7 @@ var _ = Describe("RBAC", Serial, func() {
 					role.Rules[i].Verbs = verbs
 				}
 			}
-			Expect(found).To(BeTrue(), "role.yaml grants %s %s", verb, resource)
+			Expect(found).To(BeTrue(), "the Lease Role grants %s %s", verb, resource)
 			user := "candidate-without-" + verb + "-" + resource
 			bindUser(ctx, role, user)
 			cfg, err := cp.AddUser(user)

@@ -48,12 +48,18 @@ type replica struct {
 func newScenario(ctx context.Context, withPodsRule bool) *scenario {
 	ns, err := cp.CreateNamespace(ctx, "guestbook")
 	Expect(err).NotTo(HaveOccurred())
-	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
 	user := "guestbook-manager-" + ns
 	grantScaffoldRBAC(ctx, ns, user, withPodsRule)
-	s := &scenario{ns: ns, witness: GinkgoT().TempDir()}
-	s.kubeconfig, err = cp.AddUserKubeconfig(user)
+	kubeconfig, err := cp.AddUserKubeconfig(user)
 	Expect(err).NotTo(HaveOccurred())
+	return scenarioIn(ctx, ns, kubeconfig)
+}
+
+// scenarioIn returns a scenario whose replicas run in namespace ns with the identity of kubeconfig. Its
+// cleanup kills what still runs and, if the spec failed, prints each replica's output.
+func scenarioIn(ctx context.Context, ns, kubeconfig string) *scenario {
+	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
+	s := &scenario{ns: ns, kubeconfig: kubeconfig, witness: GinkgoT().TempDir()}
 	DeferCleanup(func() {
 		for _, r := range s.replicas {
 			r.proc.Kill()

@@ -2,6 +2,8 @@
 // kubebuilder, scaffolds a project, applies exactly the README's diff, builds the manager and runs it as
 // separate processes playing Pods on the harness's control plane (kube-apiserver, etcd and the real garbage
 // collector), with no POD_NAME in their environment and only the RBAC the scaffold and the diff give them.
+// One spec deploys the project's config/default with lifelock's RBAC component (config/rbac) in place of
+// the scaffold's leader-election Role and runs the manager as the ServiceAccount it renders.
 package scaffold
 
 import (
