@@ -1,12 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,38 +19,33 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/lifelock/lifelock/test/component"
 	"github.com/lifelock/lifelock/test/harness"
 	"github.com/lifelock/lifelock/test/harness/witness"
 )
 
-// applyExampleRBAC creates in ns what the example's kustomization deploys besides the Deployment: the
-// ServiceAccount lifelock-example, the lock's Role and RoleBinding, the Node reader ClusterRole and its
-// binding (subject moved to ns), and the example's ConfigMap Role and RoleBinding. The objects come from
-// the repository's own manifests, so the Pods run with exactly the permissions users grant.
-func applyExampleRBAC(ctx context.Context, client kubernetes.Interface, ns string) error {
-	root := harness.RepoRoot()
-	files := []string{
-		"config/rbac/service_account.yaml", "config/rbac/role.yaml", "config/rbac/role_binding.yaml",
-		"config/rbac/node_reader_role.yaml", "config/rbac/node_reader_role_binding.yaml", "examples/manager/role.yaml",
+// applyExampleRBAC creates in ns what the example's kustomization deploys besides the Deployment (its
+// ServiceAccount, config/rbac's component and the example's ConfigMap Role, rendered by kustomize as an
+// overlay for ns would), and returns the ServiceAccount the Pods run as. The objects come from the
+// repository's own manifests, so the Pods run with exactly the permissions users grant.
+func applyExampleRBAC(ctx context.Context, client kubernetes.Interface, ns string) (string, error) {
+	sa, objs, err := component.ExampleRBAC(harness.RepoRoot(), ns)
+	if err != nil {
+		return "", err
 	}
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(root, f))
+	for _, o := range objs {
+		doc, err := o.MarshalJSON()
 		if err != nil {
-			return err
+			return "", err
 		}
-		for _, doc := range bytes.Split(b, []byte("\n---")) {
-			var meta metav1.TypeMeta
-			if err := yaml.Unmarshal(doc, &meta); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if err := createObject(ctx, client, ns, meta.Kind, doc); err != nil {
-				return fmt.Errorf("%s: %s: %w", f, meta.Kind, err)
-			}
+		if err := createObject(ctx, client, ns, o.GetKind(), doc); err != nil {
+			return "", fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 	}
-	return nil
+	return sa, nil
 }
 
+// createObject creates the object doc (YAML or JSON) of kind in ns; ExampleRBAC has named it for ns.
 func createObject(ctx context.Context, client kubernetes.Interface, ns, kind string, doc []byte) error {
 	create := metav1.CreateOptions{}
 	switch kind {
@@ -82,18 +75,12 @@ func createObject(ctx context.Context, client kubernetes.Interface, ns, kind str
 		if err := yaml.UnmarshalStrict(doc, &o); err != nil {
 			return err
 		}
-		o.Name += "-" + ns
 		_, err := client.RbacV1().ClusterRoles().Create(ctx, &o, create)
 		return err
 	case "ClusterRoleBinding":
 		var o rbacv1.ClusterRoleBinding
 		if err := yaml.UnmarshalStrict(doc, &o); err != nil {
 			return err
-		}
-		o.Name += "-" + ns
-		o.RoleRef.Name += "-" + ns
-		for i := range o.Subjects {
-			o.Subjects[i].Namespace = ns
 		}
 		_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &o, create)
 		return err

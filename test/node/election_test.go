@@ -40,15 +40,16 @@ const (
 
 // election is the example manager's Pods on the real node and what the test observes of them.
 type election struct {
-	t          *testing.T
-	ctx        context.Context
-	c          *cluster
-	ns         string
-	witnessDir string
-	kubeDir    string
-	witness    *harness.WitnessReader
-	pods       *podLog
-	results    []result
+	t              *testing.T
+	ctx            context.Context
+	c              *cluster
+	ns             string
+	serviceAccount string // the example's ServiceAccount in ns (applyExampleRBAC)
+	witnessDir     string
+	kubeDir        string
+	witness        *harness.WitnessReader
+	pods           *podLog
+	results        []result
 }
 
 // result is what one scenario measured, every time relative to the action (t0) on CLOCK_MONOTONIC.
@@ -96,13 +97,13 @@ func TestElection(t *testing.T) {
 	if e.ns, err = cp.CreateNamespace(ctx, "election"); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyExampleRBAC(ctx, cp.Client, e.ns); err != nil {
+	if e.serviceAccount, err = applyExampleRBAC(ctx, cp.Client, e.ns); err != nil {
 		t.Fatal(err)
 	}
 	// The Pods' credentials: a client certificate for the user a token of the ServiceAccount would
 	// authenticate as, so RBAC grants them what the shipped Roles grant the ServiceAccount. Their API server
 	// is the node's relay on the bridge to the test API server, which listens on loopback only.
-	user := "system:serviceaccount:" + e.ns + ":lifelock-example"
+	user := "system:serviceaccount:" + e.ns + ":" + e.serviceAccount
 	kc, err := cp.AddUserKubeconfig(user, "system:serviceaccounts", "system:serviceaccounts:"+e.ns, "system:authenticated")
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +315,7 @@ func (e *election) podSpec(name string, grace int64, containers []corev1.Contain
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "lifelock-example"}},
 		Spec: corev1.PodSpec{
 			NodeName:                      e.c.n.Name, // there is no scheduler
-			ServiceAccountName:            "lifelock-example",
+			ServiceAccountName:            e.serviceAccount,
 			AutomountServiceAccountToken:  ptr.To(false), // the kubeconfig carries the credentials
 			TerminationGracePeriodSeconds: ptr.To(grace),
 			// The host's PID namespace, so that a restarted container's process has a PID of its own: the
