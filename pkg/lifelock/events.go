@@ -3,6 +3,7 @@ package lifelock
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -76,11 +77,14 @@ func (l *Lock) eventLocked(lease *coordinationv1.Lease, eventType, reason, forma
 	now := time.Now()
 	write := func() {
 		// Bounded, so that Close (and so a manager's exit) waits at most this long on an unreachable API server.
+		// The two writes go out together: a lost leader's Close waits for them only briefly.
 		ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
 		defer cancel()
-		for _, obj := range []runtime.Object{lockObj, own} {
-			l.writeEvent(ctx, obj, eventType, reason, msg, now)
+		var both sync.WaitGroup
+		for _, obj := range []runtime.Object{own, lockObj} {
+			both.Go(func() { l.writeEvent(ctx, obj, eventType, reason, msg, now) })
 		}
+		both.Wait()
 	}
 	if l.ctx != nil && l.ctx.Err() != nil {
 		go write() // closed: Close no longer waits
