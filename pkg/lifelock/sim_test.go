@@ -330,9 +330,6 @@ type proc struct {
 	name string
 	pod  PodRef
 	core *core
-	// spread is this process's adaptive spread (Lock.spread); spreadSet: it has been set from the params.
-	spread    time.Duration
-	spreadSet bool
 
 	alive, started bool
 	next           func() (simWait, bool)
@@ -784,10 +781,7 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 	}
 	deadline := w.now + 5*time.Second
 	var spreadUntil time.Duration
-	if !p.spreadSet {
-		p.spread, p.spreadSet = initialSpread(w.p.spread), true
-	}
-	spread := p.spread
+	spread := w.p.spread
 	for {
 		a := c.judge()
 		mayWait := c.phase == following
@@ -826,9 +820,6 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 			}
 		}
 		if a.held && mayWait && w.now < deadline {
-			if spreadUntil != 0 {
-				p.spread = nextSpread(p.spread, w.p.spread, false) // as Lock.adaptSpread: stood down
-			}
 			spreadUntil = 0
 			p.block(yield, simWait{until: deadline, onChange: true})
 			if p.electorCancelled {
@@ -859,9 +850,6 @@ func (p *proc) create(yield func(simWait) bool) error {
 		return p.w.apiCreate(newLock("ns", "lock", p.pod, time.Time{}, false, p.stated()))
 	})
 	if err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			p.spread = nextSpread(p.spread, p.w.p.spread, true) // as Lock.adaptSpread: lost the race
-		}
 		p.abandonUnknown(yield)
 		return err
 	}
@@ -939,15 +927,6 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 	})
 	if err != nil {
 		p.abandonUnknown(yield)
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) { // as Lock.Update
-			if c.lock == nil { // the watch shows it deleted: judge again, and create it if free
-				if _, gerr := p.get(yield); apierrors.IsNotFound(gerr) {
-					return p.create(yield)
-				}
-			} else if apierrors.IsConflict(err) {
-				p.spread = nextSpread(p.spread, w.p.spread, true) // as Lock.adaptSpread: lost the race
-			}
-		}
 		return err
 	}
 	return p.finish(yield, updated, j.lease.ResourceVersion, j, recordLease)
