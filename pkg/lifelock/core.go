@@ -75,12 +75,17 @@ type pendingWrite struct {
 	uid, judgedRV string
 	seen          bool
 	// intervened: another version of the lock came between the judgement and this write (a creation's
-	// only precondition is that the lock is absent), so the judgement's proof no longer holds.
+	// only precondition is that the lock is absent), so what the judgement knew of the holders no longer
+	// holds: that version's holder may still run.
 	intervened bool
 	proven     bool
-	grace      time.Duration // the grace an unproven acquisition pays
-	graceEnd   time.Time
-	started    time.Time
+	// shortened: the acquisition waits less than the full grace, because it is proven or because the only
+	// holder that may still run stated a shorter bound. Both rest on the judgement, so an intervening
+	// version voids them.
+	shortened bool
+	grace     time.Duration // the full grace an acquisition whose judgement went stale pays
+	graceEnd  time.Time
+	started   time.Time
 }
 
 // confirmUnseenAfter is how long an acquisition waits for the watch to show its write before it reads the
@@ -404,6 +409,7 @@ func worstCaseGrace(leaseSeconds int) time.Duration {
 func (c *core) startAcquisition(written *coordinationv1.Lease, judgedRV string, j *judgement, grace time.Duration, now time.Time) {
 	full, _ := c.graceFor(&judgement{}, 0)
 	p := &pendingWrite{uid: string(written.UID), judgedRV: judgedRV, proven: j.proven, grace: max(grace, full), graceEnd: now.Add(grace), started: now}
+	p.shortened = grace < p.grace
 	since := c.lockEvents - j.events // lock events since the judgement
 	if c.lock != nil && c.lock.UID == written.UID && c.lock.ResourceVersion != judgedRV {
 		p.seen = true
@@ -428,13 +434,13 @@ const (
 	acquisitionConfirm
 )
 
-// acquisition says where the pending acquisition stands at now. A proven creation that another lock
-// version came before pays the full grace from now on (a creation writes the lock unsettled, so no proof
-// went out with it).
+// acquisition says where the pending acquisition stands at now. A creation that another lock version came
+// before, and that was proven or waits a stated bound, pays the full grace from now on: the holder of that
+// version may still run, and neither the proof nor the bound was about it.
 func (c *core) acquisition(now time.Time) acquisitionState {
 	p := c.pending
-	if p != nil && p.seen && p.proven && p.intervened {
-		p.proven, p.graceEnd = false, now.Add(p.grace)
+	if p != nil && p.seen {
+		p.voidShortening(now)
 	}
 	switch {
 	case p == nil:
@@ -463,13 +469,19 @@ func (c *core) confirmAcquisition(lock *coordinationv1.Lease, pod *corev1.Pod, n
 	if !p.seen {
 		p.seen, p.intervened = true, true
 	}
-	if p.proven && p.intervened {
-		p.proven, p.graceEnd = false, now.Add(p.grace)
-	}
+	p.voidShortening(now)
 	if now.Before(p.graceEnd) {
 		return acquisitionWaiting
 	}
 	return acquisitionLead
+}
+
+// voidShortening makes an acquisition whose judgement went stale (another version intervened) pay the full
+// grace from now on, if it was to wait less.
+func (p *pendingWrite) voidShortening(now time.Time) {
+	if p.intervened && p.shortened {
+		p.proven, p.shortened, p.graceEnd = false, false, now.Add(p.grace)
+	}
 }
 
 // acquisitionWake is when the pending acquisition next needs a look, short of a change of the view: the end

@@ -312,32 +312,70 @@ func TestAcquisition(t *testing.T) {
 	}
 }
 
-// A proven creation that another lock version came before (created and deleted between the judgement and
-// the write) pays the full grace: its proof was about an older holder.
+// A creation that another lock version came before (created and deleted between the judgement and the
+// write) pays the full grace, whether it was proven or was to wait the bound its holder stated: that
+// version's holder may still run, and neither the proof nor the bound was about it. (Simulation seeds
+// 93,592 and 173,264 found each.)
 func TestCreationAfterAnotherVersionPaysTheGrace(t *testing.T) {
-	c := follower()
+	const stated = 350 * time.Millisecond
+	stating := func(l *coordinationv1.Lease) *coordinationv1.Lease {
+		l.Annotations = withStopsWithin(l.Annotations, identityFor(podA), stated)
+		return l
+	}
 	stopping := podState(podA, corev1.PodRunning, true, true)
-	for _, s := range []step{sawLock(lockHeldBy(podA, "1", true)), sawPod(podA, stopping), sawPodGone(podA, stopping), sawLockGone(lockHeldBy(podA, "1", true))} {
-		s(c)
-	}
-	a := c.judge()
-	if a.judged == nil || a.judged.kind != judgedAbsent || !a.judged.proven {
-		t.Fatalf("judged %+v, want a proven creation", a.judged)
-	}
-	// Meanwhile another candidate created the lock, and it was deleted by hand.
-	other := lockHeldBy(PodRef{Namespace: "ns", Name: "c", UID: "uid-c"}, "2", false)
-	other.UID = "uid-other"
-	c.observeLock(other, false)
-	c.observeLock(other, true)
-	ours := newLock("ns", "lock", podB, t0, false, 0)
-	ours.UID, ours.ResourceVersion = "uid-ours", "4"
-	c.startAcquisition(ours, "", a.judged, 0, t0)
-	c.observeLock(ours, false)
-	if got := c.acquisition(t0); got != acquisitionWaiting {
-		t.Fatalf("a creation whose proof went stale leads at once: %v", got)
-	}
-	if got := c.acquisition(t0.Add(c.cfg.grace)); got != acquisitionLead {
-		t.Fatalf("after the full grace: %v", got)
+	running := podState(podA, corev1.PodRunning, false, false)
+	for _, tc := range []struct {
+		name   string
+		steps  []step
+		proven bool
+		grace  time.Duration // what the judgement alone allowed
+	}{
+		{"proven: the holder was seen stopped", []step{sawLock(lockHeldBy(podA, "1", true)), sawPod(podA, stopping), sawPodGone(podA, stopping),
+			sawLockGone(lockHeldBy(podA, "1", true))}, true, 0},
+		{"the holder was force-deleted and stated its bound", []step{sawLock(stating(lockHeldBy(podA, "1", true))), sawPod(podA, running),
+			sawPodGone(podA, running), sawLockGone(stating(lockHeldBy(podA, "1", true)))}, false, stated},
+	} {
+		for _, when := range []string{"before the write", "after the write"} {
+			t.Run(tc.name+", the other version seen "+when, func(t *testing.T) {
+				c := follower()
+				for _, s := range tc.steps {
+					s(c)
+				}
+				a := c.judge()
+				if a.judged == nil || a.judged.kind != judgedAbsent || a.judged.proven != tc.proven {
+					t.Fatalf("judged %+v, want a creation, proven %v", a.judged, tc.proven)
+				}
+				grace, _ := c.graceFor(a.judged, 1)
+				if grace != tc.grace {
+					t.Fatalf("graceFor = %s, want %s", grace, tc.grace)
+				}
+				// Meanwhile another candidate (its Pod force-deleted) created the lock, and the garbage
+				// collector deleted it.
+				other := lockHeldBy(PodRef{Namespace: "ns", Name: "c", UID: "uid-c"}, "2", false)
+				other.UID = "uid-other"
+				intervene := func() { c.observeLock(other, false); c.observeLock(other, true) }
+				if when == "before the write" {
+					intervene()
+				}
+				ours := newLock("ns", "lock", podB, t0, false, 0)
+				ours.UID, ours.ResourceVersion = "uid-ours", "4"
+				c.startAcquisition(ours, "", a.judged, grace, t0)
+				if when == "after the write" {
+					intervene()
+				}
+				seen := t0.Add(10 * time.Millisecond)
+				c.observeLock(ours, false)
+				if got := c.acquisition(seen); got != acquisitionWaiting {
+					t.Fatalf("when the write is seen: %v", got)
+				}
+				if got := c.acquisition(seen.Add(grace)); got != acquisitionWaiting {
+					t.Fatalf("a creation whose judgement went stale leads after %s: %v", grace, got)
+				}
+				if got := c.acquisition(seen.Add(c.cfg.grace)); got != acquisitionLead {
+					t.Fatalf("after the full grace: %v", got)
+				}
+			})
+		}
 	}
 }
 
