@@ -52,9 +52,10 @@ type Lock struct {
 	core       *core         // every decision (core.go)
 	podCancel  context.CancelFunc
 	nodeCancel context.CancelFunc
-	watchNodes bool      // this candidate may watch Nodes: the holder's Node is watched
-	since      time.Time // when this candidate first asked for the lock
-	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
+	watchNodes bool          // this candidate may watch Nodes: the holder's Node is watched
+	since      time.Time     // when this candidate first asked for the lock
+	spread     time.Duration // this follower's spread now: Options.AcquireSpread, adapted (adaptSpread)
+	stuck      string        // the holder this candidate last reported as looking stuck, "" if none
 	// lostReported: the loss of this process's term has been reported.
 	lostReported bool
 	lostCh       chan struct{} // closed once the term is lost (reportLostLocked)
@@ -139,6 +140,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
 		lostCh:     make(chan struct{}),
+		spread:     initialSpread(*opts.AcquireSpread),
 		core: newCore(own, coreConfig{
 			desc:          ns + "/" + name,
 			grace:         *opts.AcquisitionGrace,
@@ -344,11 +346,12 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		ch := l.changed
 		a := l.core.judge()
 		mayWait := l.core.phase == following
+		spread := l.spread
 		l.mu.Unlock()
 
-		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && *l.opts.AcquireSpread > 0 {
+		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && spread > 0 {
 			if spreadUntil.IsZero() {
-				spreadUntil = time.Now().Add(spreadDelay(*l.opts.AcquireSpread, a.judged.proven))
+				spreadUntil = time.Now().Add(spreadDelay(spread, a.judged.proven))
 			}
 			if time.Now().Before(spreadUntil) {
 				if !l.waitChange(ctx, ch, time.Until(spreadUntil)) {
@@ -375,6 +378,9 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 			l.diagnose(a)
 		}
 		if a.held && mayWait && time.Now().Before(deadline) {
+			if !spreadUntil.IsZero() {
+				l.adaptSpread(false) // another candidate took the lock while this one waited: it sent nothing
+			}
 			spreadUntil = time.Time{}
 			wait := time.Until(deadline)
 			if t := l.graceEnds(); !t.IsZero() && time.Until(t) < wait {
@@ -393,6 +399,41 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		}
 		return a.record, rawRecord(*a.record), nil
 	}
+}
+
+// Bounds of the adaptive spread, as multiples of Options.AcquireSpread.
+const (
+	maxSpreadFactor  = 16
+	minSpreadDivisor = 10
+)
+
+// adaptSpread adapts this follower's spread to how many candidates compete, which no candidate can see.
+// It starts at AcquireSpread/10. A follower that lost a race for the lock (another candidate's write came
+// first, so both sent requests and one was wasted) doubles it, up to 16 × AcquireSpread; one that saw
+// another take the lock while it waited, having sent nothing, shrinks it by a quarter, down to
+// AcquireSpread/10 again. With few candidates the spreads stay small and the first attempt comes almost at
+// once; with many they grow until most followers see the winner's write before their turn. In between,
+// about three in ten followers lose a race at each failover (where a doubling and the shrinks balance).
+func (l *Lock) adaptSpread(lostRace bool) {
+	base := *l.opts.AcquireSpread
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.spread = nextSpread(l.spread, base, lostRace)
+}
+
+// initialSpread is a new follower's spread: the least, so that with few candidates the first failover it
+// sees is as fast as later ones; with many, the races it loses raise it within a few failovers.
+func initialSpread(base time.Duration) time.Duration { return base / minSpreadDivisor }
+
+// nextSpread is adaptSpread's arithmetic: the spread after cur when the follower lost a race or stood down.
+func nextSpread(cur, base time.Duration, lostRace bool) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	if lostRace {
+		return min(2*cur, maxSpreadFactor*base)
+	}
+	return max(cur*3/4, base/minSpreadDivisor)
 }
 
 // spreadDelay is how long a follower that found the lock free waits before it tries (Options.AcquireSpread):
@@ -485,6 +526,9 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
 	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false, stopsWithinFor(l.opts)), l.opts.Labels))
 	if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			l.adaptSpread(true) // another candidate created it first
+		}
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
 		// There is no next Get if the elector is giving up.
@@ -531,12 +575,41 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven, stopsWithinFor(l.opts)))
 	if err != nil {
-		// NotFound (the garbage collector deleted a gone holder's lock meanwhile) and Conflict both mean the
-		// lock changed since it was judged: the elector asks Get again, which judges what is there now.
+		// Conflict and NotFound both mean the lock changed since it was judged. A lock the garbage collector
+		// deleted (its holder's Pod is gone) answers an update with either, depending on the API server's
+		// path (the UID precondition of a deleted object fails as a Conflict).
 		l.abandonUnknown(ctx)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			if l.seenDeleted(ctx, j.lease.ResourceVersion) {
+				// Deleted while this candidate took it over: judge it again now, as Get, rather than after
+				// the elector's retry period (100–220 ms with the default timings), and create it if free.
+				if _, _, gerr := l.Get(ctx); apierrors.IsNotFound(gerr) {
+					return l.Create(ctx, ler)
+				}
+			} else if apierrors.IsConflict(err) {
+				l.adaptSpread(true) // another candidate's takeover came first
+			}
+		}
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
 	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
+}
+
+// seenDeleted waits, up to a retry period, until the lock watch has moved past version rv, and reports
+// whether it shows the lock absent.
+func (l *Lock) seenDeleted(ctx context.Context, rv string) bool {
+	deadline := time.Now().Add(l.opts.RetryPeriod)
+	for {
+		l.mu.Lock()
+		ch, lock := l.changed, l.core.lock
+		l.mu.Unlock()
+		if lock == nil || lock.ResourceVersion != rv {
+			return lock == nil
+		}
+		if time.Until(deadline) <= 0 || !l.waitChange(ctx, ch, time.Until(deadline)) {
+			return false
+		}
+	}
 }
 
 // take takes Get's decision for an acquisition of one of kinds, reporting the loss of a term that ends

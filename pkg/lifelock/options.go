@@ -143,15 +143,17 @@ type Options struct {
 	StopsOnLost func() bool
 
 	// AcquireSpread spreads the candidates' attempts when the lock becomes free (its holder's Pod is gone,
-	// or it was released). A follower that finds it free waits on its watches for a random time up to
-	// AcquireSpread before it tries, and does not try at all if another candidate takes the lock meanwhile.
-	// With many candidates the first attempt still comes almost at once, and those whose turn comes after
-	// they have seen it succeed send nothing: without a spread every follower sends a GET and a write at the same moment
-	// (with 100 candidates, ~200 requests per failover that mostly fail). With a single follower the spread
-	// adds AcquireSpread/2 to a failover on average. A follower that could not prove the previous holders
-	// stopped (so its acquisition would pay the grace) waits half an AcquireSpread more, so that a follower
-	// that could, if there is one, most often goes first. Zero makes every follower try at once.
-	// Default: DefaultAcquireSpread.
+	// or it was released). A follower that finds it free waits on its watches for a random time up to its
+	// spread before it tries, and does not try at all if another candidate takes the lock meanwhile: with
+	// many candidates the first attempt still comes almost at once, and those whose turn comes after they
+	// have seen it succeed send nothing (without a spread, 100 candidates send ~200 requests per failover
+	// that mostly fail). Each follower's spread starts at AcquireSpread/10 and adapts: it doubles when
+	// the follower lost a race for the lock and shrinks by a quarter when it stood down without sending
+	// anything, between AcquireSpread/10 and 16 × AcquireSpread, so that a few candidates go nearly at once
+	// and many stay out of each other's way. A follower that could not prove the previous holders stopped
+	// (so its acquisition would pay the grace) waits half its spread more, so that a follower that could, if
+	// there is one, most often goes first. Zero makes every follower try at once. Default:
+	// DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 
 	// RetryPeriod, RenewDeadline and LeaseDuration are the timings of the elector that drives the lock

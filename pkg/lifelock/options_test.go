@@ -71,3 +71,25 @@ func TestSpreadDelayLetsProvenCandidatesGoFirst(t *testing.T) {
 		t.Fatalf("no spread: %s, want 0", d)
 	}
 }
+
+func TestNextSpread(t *testing.T) {
+	const base = 100 * time.Millisecond
+	for _, c := range []struct {
+		name     string
+		cur      time.Duration
+		lostRace bool
+		want     time.Duration
+	}{
+		{"a lost race doubles it", base, true, 2 * base},
+		{"up to 16 × AcquireSpread", 12 * base, true, 16 * base},
+		{"standing down shrinks it by a quarter", base, false, 75 * time.Millisecond},
+		{"down to AcquireSpread/10", 12 * time.Millisecond, false, 10 * time.Millisecond},
+	} {
+		if got := nextSpread(c.cur, base, c.lostRace); got != c.want {
+			t.Errorf("%s: nextSpread(%s, %s, %t) = %s, want %s", c.name, c.cur, base, c.lostRace, got, c.want)
+		}
+	}
+	if got := nextSpread(0, 0, true); got != 0 {
+		t.Errorf("a zero AcquireSpread adapted to %s; it must stay zero", got)
+	}
+}

@@ -330,6 +330,9 @@ type proc struct {
 	name string
 	pod  PodRef
 	core *core
+	// spread is this process's adaptive spread (Lock.spread); spreadSet: it has been set from the params.
+	spread    time.Duration
+	spreadSet bool
 
 	alive, started bool
 	next           func() (simWait, bool)
@@ -781,7 +784,10 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 	}
 	deadline := w.now + 5*time.Second
 	var spreadUntil time.Duration
-	spread := w.p.spread
+	if !p.spreadSet {
+		p.spread, p.spreadSet = initialSpread(w.p.spread), true
+	}
+	spread := p.spread
 	for {
 		a := c.judge()
 		mayWait := c.phase == following
@@ -820,6 +826,9 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 			}
 		}
 		if a.held && mayWait && w.now < deadline {
+			if spreadUntil != 0 {
+				p.spread = nextSpread(p.spread, w.p.spread, false) // as Lock.adaptSpread: stood down
+			}
 			spreadUntil = 0
 			p.block(yield, simWait{until: deadline, onChange: true})
 			if p.electorCancelled {
@@ -850,6 +859,9 @@ func (p *proc) create(yield func(simWait) bool) error {
 		return p.w.apiCreate(newLock("ns", "lock", p.pod, time.Time{}, false, p.stated()))
 	})
 	if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			p.spread = nextSpread(p.spread, p.w.p.spread, true) // as Lock.adaptSpread: lost the race
+		}
 		p.abandonUnknown(yield)
 		return err
 	}
@@ -927,6 +939,15 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 	})
 	if err != nil {
 		p.abandonUnknown(yield)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) { // as Lock.Update
+			if c.lock == nil { // the watch shows it deleted: judge again, and create it if free
+				if _, gerr := p.get(yield); apierrors.IsNotFound(gerr) {
+					return p.create(yield)
+				}
+			} else if apierrors.IsConflict(err) {
+				p.spread = nextSpread(p.spread, w.p.spread, true) // as Lock.adaptSpread: lost the race
+			}
+		}
 		return err
 	}
 	return p.finish(yield, updated, j.lease.ResourceVersion, j, recordLease)
@@ -1566,6 +1587,7 @@ var regressionSeeds = []struct {
 	{"a deletion seen only by a re-list proves nothing (82,312)", 82311, false},
 	{"no acquisition while the lock watch fails (201,083)", 201080, false},
 	{"a process that re-acquires its Pod's lock states its own fence bound (198)", 197, true},
+	{"a creation that another version came before pays the full grace, not a stated bound (173,267)", 173264, true},
 }
 
 func TestSimulationRegressionSeeds(t *testing.T) {
