@@ -387,10 +387,42 @@ func burnCPU(n int) (stop func()) {
 	return func() { done.Store(true); wg.Wait() }
 }
 
-// expectSteady asserts that leader goes on acting, alone, for d.
+// expectSteady asserts that leader goes on acting, alone, for d: no other process acts, and the leader's
+// span neither records a stop nor gives way to another. A leader whose heartbeats go silent for a while
+// (its process starved of CPU on a loaded machine) still counts as acting if they resume in the same span
+// within a second after d; one that lost its lock records a stop, and one that died stays silent.
 func (r *runner) expectSteady(ctx context.Context, leader *candidate, d time.Duration) {
-	Consistently(ctx, func() []string { return r.history().Acting() }).WithTimeout(d).WithPolling(20 * time.Millisecond).
-		Should(ConsistOf(leader.name))
+	last := func() (harness.Span, bool) {
+		spans := r.history().Find(func(s harness.Span) bool { return s.Who == leader.name })
+		if len(spans) == 0 {
+			return harness.Span{}, false
+		}
+		return spans[len(spans)-1], true
+	}
+	first, ok := last()
+	Expect(ok).To(BeTrue(), "%s has acted", leader.name)
+	steady := func() error {
+		for _, s := range r.history().Spans() {
+			if s.Who != leader.name && !s.Stopped {
+				return fmt.Errorf("%s acts while %s leads", s.Process, leader.name)
+			}
+		}
+		s, _ := last()
+		switch {
+		case s.Start != first.Start || s.Process != first.Process:
+			return fmt.Errorf("%s's span changed: %s started at %s", leader.name, s.Process, s.Start)
+		case s.Stopped && !s.Silent:
+			return fmt.Errorf("%s stopped acting (it recorded a stop)", leader.name)
+		}
+		return nil
+	}
+	Consistently(ctx, steady).WithTimeout(d).WithPolling(20 * time.Millisecond).Should(Succeed())
+	Eventually(ctx, func() error {
+		if s, _ := last(); s.Silent {
+			return fmt.Errorf("%s's heartbeats have been silent for %s", leader.name, time.Duration(witness.Now()-s.End))
+		}
+		return steady()
+	}).WithTimeout(time.Second).WithPolling(5 * time.Millisecond).Should(Succeed())
 }
 
 // endOf returns when the process stopped acting, on the witness clock.

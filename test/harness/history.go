@@ -30,6 +30,9 @@ type Span struct {
 	Who        string
 	Start, End time.Duration
 	Stopped    bool
+	// Silent: taken as stopped because its heartbeats went silent (a killed or starved process), not
+	// because it recorded a stop.
+	Silent bool
 	// Process names the process that recorded a span read from witness records ("<who>-<pid>"); it tells
 	// apart two processes of one Pod, such as a restarted container.
 	Process string
@@ -193,6 +196,7 @@ func (r *WitnessReader) Read() (*History, error) {
 			c := *sp
 			if !c.Stopped && sp == wf.cur {
 				c.Stopped = now-c.End > staleBeats*wf.period
+				c.Silent = c.Stopped
 				c.End += wf.period
 			}
 			h.spans = append(h.spans, &c)
