@@ -201,11 +201,11 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 	case crash:
 		old.proc.Kill()
 		<-old.proc.Done()
-		if err := cp.TerminateContainers(ctx, pod, 137); err != nil {
-			return sample{}, err
-		}
 		t0 = witness.Now()
 		if err := deleteRequest(); err != nil {
+			return sample{}, err
+		}
+		if err := cp.TerminatePod(ctx, pod, 137); err != nil { // as a real kubelet: then the final delete
 			return sample{}, err
 		}
 	case handoff:
@@ -222,7 +222,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 			old.proc.Kill()
 			return sample{}, fmt.Errorf("%s did not exit within a minute of SIGTERM:\n%s", pod.Name, tail(old.proc.Output()))
 		}
-		if err := cp.TerminateContainers(ctx, pod, 0); err != nil {
+		if err := cp.TerminatePod(ctx, pod, 0); err != nil {
 			return sample{}, err
 		}
 	}

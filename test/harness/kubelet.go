@@ -217,7 +217,9 @@ func (cp *ControlPlane) updatePodStatusTo(ctx context.Context, pod *corev1.Pod, 
 	return out, err
 }
 
-// TerminateContainers writes every container of the Pod terminated, as kubelet does once they stopped.
+// TerminateContainers writes every container of the Pod terminated and leaves the phase as it is: what a
+// kubelet shows of containers that exited and are to be restarted. A Pod whose containers stopped for good
+// (deleted, evicted, completed) gets TerminatePod instead, as a real kubelet writes it.
 func (cp *ControlPlane) TerminateContainers(ctx context.Context, pod *corev1.Pod, exitCode int32) error {
 	return cp.updatePodStatus(ctx, pod, func(p *corev1.Pod) {
 		now := metav1.Now()
@@ -254,22 +256,10 @@ func (cp *ControlPlane) EvictByKubelet(ctx context.Context, pod *corev1.Pod) err
 	})
 }
 
-// DeletePodGracefully plays a graceful Pod deletion from start to end, as the API server and kubelet do
-// after the candidate process has stopped: the delete request (deletionTimestamp set, the Pod is
-// Terminating), the containers written terminated, and the final delete with grace period 0.
-//
-// It leaves the phase Running, which a real kubelet does not: on a real node (test/node) the kubelet writes
-// every container terminated and the phase Succeeded (every exit code 0) or Failed in one status update,
-// and deletes the Pod only after that. A follower then takes over at that status write (the holder is
-// terminal) rather than at the final delete. DeletePodAsKubelet plays the real order.
+// DeletePodGracefully plays a graceful Pod deletion from start to end, as the API server and a real kubelet
+// do once the candidate process has exited with code 0: DeletePodAsKubelet with exit code 0.
 func (cp *ControlPlane) DeletePodGracefully(ctx context.Context, pod *corev1.Pod) error {
-	if err := cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}); err != nil {
-		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	if err := cp.TerminateContainers(ctx, pod, 0); err != nil {
-		return fmt.Errorf("terminating containers of %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	return cp.ForceDeletePod(ctx, pod)
+	return cp.DeletePodAsKubelet(ctx, pod, 0)
 }
 
 // DeletePodAsKubelet plays a graceful Pod deletion in the order a real kubelet (v1.37, measured on a real

@@ -756,8 +756,7 @@ func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f'
 
 // comparePlayed plays the graceful delete the way the other suites do (test/harness's kubelet, on a Node
 // of its own that no kubelet runs) and compares the order of the writes with the real kubelet's in r:
-// harness.DeletePodAsKubelet must match it; DeletePodGracefully's known difference (no terminal phase) is
-// logged.
+// harness.DeletePodAsKubelet (which DeletePodGracefully calls with exit code 0) must match it.
 func (e *election) comparePlayed(r result) {
 	e.t.Helper()
 	kubelet := milestones(r.events)
@@ -772,7 +771,6 @@ func (e *election) comparePlayed(r result) {
 		same bool
 	}{
 		{"DeletePodAsKubelet", func(p *corev1.Pod) error { return cp.DeletePodAsKubelet(e.ctx, p, 0) }, true},
-		{"DeletePodGracefully", func(p *corev1.Pod) error { return cp.DeletePodGracefully(e.ctx, p) }, false},
 	} {
 		pod, err := cp.CreatePod(e.ctx, e.ns, "played-"+strings.ToLower(played.name), node)
 		if err != nil {

@@ -258,27 +258,29 @@ func (s *scenario) firstStartAfter(ctx context.Context, t0 time.Duration, timeou
 	return first
 }
 
-// crash kills r's process and plays kubelet and the API server after a crash: its container written
-// terminated (exit 137), the Pod's delete request, and kubelet's final delete with grace 0. It returns the
-// witness clock just before the final delete: from then on the Pod may be gone.
+// crash kills r's process and plays the API server and a real kubelet after a crash: the Pod's delete
+// request, its containers written terminated (exit 137) with the phase Failed in one status write, and
+// kubelet's final delete with grace 0. It returns the witness clock just before the status write: from then
+// on the Pod is terminal.
 func (s *scenario) crash(ctx context.Context, r *replica) time.Duration {
 	r.proc.Kill()
-	Expect(cp.TerminateContainers(ctx, r.pod, 137)).To(Succeed())
 	Expect(cp.Client.CoreV1().Pods(s.ns).Delete(ctx, r.name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(r.pod.UID))})).To(Succeed())
 	deleted := witness.Now()
+	Expect(cp.TerminatePod(ctx, r.pod, 137)).To(Succeed())
 	Expect(cp.ForceDeletePod(ctx, r.pod)).To(Succeed())
 	return deleted
 }
 
 // deleteGracefully plays the graceful deletion of r's Pod, as a rolling update or a drain does it: the
-// delete request (the Pod is Terminating), SIGTERM, the process's exit, its container written terminated,
-// and kubelet's final delete with grace 0. It returns the witness clock just before the final delete.
+// delete request (the Pod is Terminating), SIGTERM, the process's exit, its container written terminated
+// with the phase terminal in one status write (as a real kubelet does), and kubelet's final delete with
+// grace 0. It returns the witness clock just before the status write.
 func (s *scenario) deleteGracefully(ctx context.Context, r *replica) time.Duration {
 	Expect(cp.Client.CoreV1().Pods(s.ns).Delete(ctx, r.name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(r.pod.UID))})).To(Succeed())
 	Expect(r.proc.Signal(syscall.SIGTERM)).To(Succeed())
 	Eventually(r.proc.Done()).WithTimeout(60*time.Second).Should(BeClosed(), "%s exits after SIGTERM", r.name)
-	Expect(cp.TerminateContainers(ctx, r.pod, int32(max(0, r.proc.ExitCode())))).To(Succeed())
 	deleted := witness.Now()
+	Expect(cp.TerminatePod(ctx, r.pod, int32(max(0, r.proc.ExitCode())))).To(Succeed())
 	Expect(cp.ForceDeletePod(ctx, r.pod)).To(Succeed())
 	Eventually(ctx, func() bool {
 		_, err := cp.Client.CoreV1().Pods(s.ns).Get(ctx, r.name, metav1.GetOptions{})
