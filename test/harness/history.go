@@ -145,8 +145,10 @@ func (h *History) Gap(from, to string) (time.Duration, error) {
 }
 
 // staleBeats is how many heartbeat periods a witness may stay silent before its leader is taken as no
-// longer acting: its process was killed (a live one beats every period).
-const staleBeats = 20
+// longer acting: its process was killed (a live one beats every period). A live process on a loaded machine
+// can miss beats too: with other builds keeping 2 cores at a load average of 8 to 10, leaders' witnesses went
+// silent for 110 ms while they kept their locks, so silence counts only past 300 ms (60 periods of 5 ms).
+const staleBeats = 60
 
 // ReadWitness reads the records that candidate processes wrote with witness.Recorder into dir, one file
 // per process, and returns them as one History; see WitnessReader.
@@ -175,7 +177,7 @@ func NewWitnessReader(dir string) *WitnessReader {
 }
 
 // Read returns every span recorded so far as one History. A span without a stop line ends one period after
-// its last heartbeat; it counts as stopped (not Acting) once its heartbeats have been silent for 20 periods.
+// its last heartbeat; it counts as stopped (not Acting) once its heartbeats have been silent for staleBeats periods.
 func (r *WitnessReader) Read() (*History, error) {
 	names, err := filepath.Glob(filepath.Join(r.dir, "*.log"))
 	if err != nil {

@@ -39,7 +39,7 @@ type Recorder struct {
 	Who string
 	// Period is the interval between heartbeats. Default: Period. A longer one suits a run of many idle
 	// leaders that no one fails over, where the default's 200 writes a second each would fill the machine;
-	// the reader takes a leader as stopped once it has been silent for 20 periods.
+	// the reader takes a leader as stopped once it has been silent for 60 periods.
 	Period time.Duration
 }
 
