@@ -2,7 +2,9 @@
 // one lock name, as separate processes, each the container of its own Pod: the candidate program of the
 // benchmark (../candidate) with -impl=oplib or -impl=life -kind=configmap. It checks that the two exclude
 // each other in both directions, that a rolling upgrade from an operator-lib manager to a lifelock one hands
-// over without two leaders, and what operator-lib's NotReady-node policy does to a lifelock leader.
+// over without two leaders, and what operator-lib's NotReady-node policy does to a lifelock leader. It also
+// runs an older lifelock, built from this repository's history (versions_test.go), beside this one on one
+// Lease through a rolling upgrade and back.
 //
 // It needs the control-plane binaries (KUBEBUILDER_ASSETS): run it with `make test-interop`.
 package interop
