@@ -63,6 +63,16 @@ test: prereqs vet envtest ## Run go vet, the unit tests and a short simulation r
 	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" $(GINKGO) -race --procs=$(E2E_PROCS) --timeout=30m \
 		--coverpkg=$(COVERPKG) --coverprofile=cover.out --output-dir=$(CURDIR) ./e2e
 
+# make test-compat proves the server side on an older Kubernetes minor: the e2e suite, as make test runs it,
+# against kube-apiserver, kube-controller-manager and etcd of K8S_COMPAT_VERSION (test/harness/versions.env),
+# built into their own versioned cache directory. LIFELOCK_K8S_VERSION makes the harness refuse another
+# server. Not part of test-all (a cold build of a second control plane; see docs/development.md).
+BUILD_ENVTEST_COMPAT = K8S_VERSION=$(K8S_COMPAT_VERSION) ETCD_VERSION=$(ETCD_COMPAT_VERSION) hack/build-envtest.sh
+.PHONY: test-compat
+test-compat: prereqs ## Run the envtest e2e suite against the oldest supported Kubernetes minor (K8S_COMPAT_VERSION, 1.35); builds that control plane on first use.
+	assets="$$($(BUILD_ENVTEST_COMPAT))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" LIFELOCK_K8S_VERSION=$(K8S_COMPAT_VERSION) \
+		$(GINKGO) -race --procs=$(E2E_PROCS) --timeout=30m ./e2e
+
 .PHONY: test-all
 test-all: test ## Run make test, then the demo's test, test-scaffold, test-chaos, test-interop and test-bench (about 15 min more warm).
 	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go test -count=1 -v ./demo
@@ -153,6 +163,10 @@ prereqs: ## Check what make demo and make test need of the machine (Linux, Go, a
 .PHONY: envtest
 envtest: prereqs ## Build the test control plane (kube-apiserver, kube-controller-manager, etcd) if absent; print its directory.
 	@assets="$$($(BUILD_ENVTEST))"; echo "control plane binaries: $$assets"
+
+.PHONY: envtest-compat
+envtest-compat: prereqs ## Build the older control plane make test-compat uses (K8S_COMPAT_VERSION) if absent; print its directory.
+	@assets="$$($(BUILD_ENVTEST_COMPAT))"; echo "control plane binaries: $$assets"
 
 # A real node (kubelet, containerd, runc, CNI plugins, crictl), built from module sources by
 # hack/build-node.sh into a versioned cache outside the clone. make test-node runs one Pod on it (TestNode),

@@ -58,11 +58,18 @@ if [ ! -x "$dest/kube-apiserver" ] || [ ! -x "$dest/kube-controller-manager" ]; 
   rm -rf vendor go.work go.work.sum
   # The module's go.mod points every staging repo at ./staging; use the published modules instead.
   sed -i -E "s#^(\s*)(k8s\.io/[A-Za-z0-9._-]+) => \./staging/src/k8s\.io/[A-Za-z0-9._-]+#\1\2 => \2 v0.${K8S_VERSION#1.}#" go.mod
+  # Stamp the version as the release build does (hack/lib/version.sh), so that /version reports it (the
+  # harness checks it when LIFELOCK_K8S_VERSION is set) instead of v0.0.0-master.
+  minor=${K8S_VERSION#*.}
+  ldflags='-s -w'
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=${K8S_VERSION%%.*} -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
+  done
   for b in kube-apiserver kube-controller-manager; do
     if [ -x "$dest/$b" ]; then continue; fi
     log "building $b (several minutes)"
     start=$SECONDS
-    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$work/$b" "./cmd/$b"
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$work/$b" "./cmd/$b"
     install_bin "$work/$b" "$b"
     log "built $b in $((SECONDS - start)) s"
   done

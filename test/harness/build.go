@@ -133,3 +133,32 @@ func build(ctx context.Context, dir, pkg, outDir string, o BuildOptions, flags .
 	}
 	return out, nil
 }
+
+// BuildAtCommit builds the Go package pkg of an older version of this repository: it extracts commit
+// (git archive, from the checkout at RepoRoot, which must hold that commit: a clone with full history) into
+// a new temporary directory and runs go build there from moduleDir, a directory of that tree ("test/bench"),
+// with GOWORK=off. The binary goes into outDir (a new temporary directory if outDir is "", which the caller
+// removes); the extracted tree is removed. Its modules come from the module cache or the module proxy.
+func BuildAtCommit(ctx context.Context, commit, moduleDir, pkg, outDir string) (string, error) {
+	root := RepoRoot()
+	if out, err := exec.CommandContext(ctx, "git", "-C", root, "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("commit %s is not in the history of %s (a shallow clone? git fetch --unshallow): %w\n%s", commit, root, err, out)
+	}
+	src, err := os.MkdirTemp("", "lifelock-src-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(src) }()
+	archive := exec.CommandContext(ctx, "git", "-C", root, "archive", "--format=tar", "-o", filepath.Join(src, "tree.tar"), commit)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w\n%s", commit, err, out)
+	}
+	tree := filepath.Join(src, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.CommandContext(ctx, "tar", "-xf", filepath.Join(src, "tree.tar"), "-C", tree).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("extracting %s: %w\n%s", commit, err, out)
+	}
+	return build(ctx, filepath.Join(tree, moduleDir), pkg, outDir, BuildOptions{Env: []string{"GOWORK=off"}})
+}

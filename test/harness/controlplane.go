@@ -32,6 +32,12 @@ import (
 // K8sVersion is the version of the control-plane binaries `make envtest` builds (versions.env).
 var K8sVersion = envValue(versionsEnv, "K8S_VERSION")
 
+// VersionEnv names the environment variable that, when set, is the Kubernetes version StartWith requires
+// of kube-apiserver ("1.35.4"): a run meant for one version fails at start, saying which one it found,
+// instead of passing against other binaries (a preset KUBEBUILDER_ASSETS wins over the versioned cache).
+// `make test-compat` sets it; when it is unset, any version is accepted.
+const VersionEnv = "LIFELOCK_K8S_VERSION"
+
 //go:embed versions.env
 var versionsEnv string
 
@@ -68,6 +74,9 @@ type ControlPlane struct {
 	Client kubernetes.Interface
 	// Kubeconfig is the path of an administrator's kubeconfig file, for candidate processes and kubectl.
 	Kubeconfig string
+	// ServerVersion is the version kube-apiserver reports, without the "v" ("1.37.2"); empty in a process
+	// that attached to a control plane another one started.
+	ServerVersion string
 
 	// envMu serialises what reads or changes env's API server (AddUser, RestartAPIServer, Stop).
 	envMu     sync.Mutex
@@ -131,6 +140,9 @@ func StartWith(ctx context.Context, o Options) (*ControlPlane, error) {
 	if cp.Client, err = kubernetes.NewForConfig(cp.Config); err != nil {
 		return nil, errors.Join(err, cp.Stop())
 	}
+	if cp.ServerVersion, err = serverVersion(cp.Client, os.Getenv(VersionEnv)); err != nil {
+		return nil, errors.Join(fmt.Errorf("kube-apiserver from %s: %w", assets, err), cp.Stop())
+	}
 	admin, err := cp.env.AddUser(envtest.User{Name: "lifelock-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return nil, errors.Join(err, cp.Stop())
@@ -150,6 +162,26 @@ func StartWith(ctx context.Context, o Options) (*ControlPlane, error) {
 		return nil, errors.Join(err, cp.Stop())
 	}
 	return cp, nil
+}
+
+// serverVersion returns the version kube-apiserver reports, without the "v", and an error if want is set
+// and differs from it.
+func serverVersion(c kubernetes.Interface, want string) (string, error) {
+	info, err := c.Discovery().ServerVersion()
+	if err != nil {
+		return "", fmt.Errorf("reading its version: %w", err)
+	}
+	got := strings.TrimPrefix(info.GitVersion, "v")
+	want = strings.TrimPrefix(want, "v")
+	switch {
+	case want == "" || got == want:
+		return got, nil
+	case strings.HasPrefix(got, "0.0.0"):
+		return got, fmt.Errorf("it reports no version (%s), so %s=%s cannot be checked: it was built without one "+
+			"(hack/build-envtest.sh stamps it since make test-compat came); remove its directory and build it again", info.GitVersion, VersionEnv, want)
+	default:
+		return got, fmt.Errorf("it is v%s, but %s=%s asks for v%s", got, VersionEnv, want, want)
+	}
 }
 
 func (cp *ControlPlane) startKCM(assets string) error {

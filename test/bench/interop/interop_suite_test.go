@@ -2,7 +2,9 @@
 // one lock name, as separate processes, each the container of its own Pod: the candidate program of the
 // benchmark (../candidate) with -impl=oplib or -impl=life -kind=configmap. It checks that the two exclude
 // each other in both directions, that a rolling upgrade from an operator-lib manager to a lifelock one hands
-// over without two leaders, and what operator-lib's NotReady-node policy does to a lifelock leader.
+// over without two leaders, and what operator-lib's NotReady-node policy does to a lifelock leader. It also
+// runs an older lifelock, built from this repository's history (versions_test.go), beside this one on one
+// Lease through a rolling upgrade and back.
 //
 // It needs the control-plane binaries (KUBEBUILDER_ASSETS): run it with `make test-interop`.
 package interop
@@ -118,16 +120,22 @@ func newScenario(ctx context.Context) *scenario {
 
 // start creates the Pod name on its own Ready Node and runs the candidate in it with impl.
 func (s *scenario) start(ctx context.Context, name string, i impl) *replica {
-	node := s.ns + "-" + name
-	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
-	pod, err := cp.CreatePendingPod(ctx, s.ns, name, node)
-	Expect(err).NotTo(HaveOccurred())
 	args := []string{"-impl=" + string(i), "-lock=" + lockName}
 	if i == life {
 		args = append(args, "-kind=configmap")
 	}
+	return s.startProgram(ctx, name, i, candidateBin, args...)
+}
+
+// startProgram creates the Pod name on its own Ready Node and runs program in it with args; i says how it
+// elects (what joined waits for).
+func (s *scenario) startProgram(ctx context.Context, name string, i impl, program string, args ...string) *replica {
+	node := s.ns + "-" + name
+	Expect(cp.EnsureNode(ctx, node)).To(Succeed())
+	pod, err := cp.CreatePendingPod(ctx, s.ns, name, node)
+	Expect(err).NotTo(HaveOccurred())
 	env := append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig, witness.DirEnv+"="+s.dir)
-	proc, err := cp.StartContainer(ctx, pod, env, candidateBin, args...)
+	proc, err := cp.StartContainer(ctx, pod, env, program, args...)
 	Expect(err).NotTo(HaveOccurred())
 	r := &replica{name: name, impl: i, pod: proc.Pod, proc: proc}
 	s.replicas = append(s.replicas, r)
