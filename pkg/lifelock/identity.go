@@ -45,11 +45,12 @@ const downwardAPIHint = "add to the manager container's spec: " +
 
 // PodRef names a Pod and its UID: the identity of a lock holder.
 type PodRef struct {
-	Namespace string
-	Name      string
-	UID       string
+	Namespace string // the Pod's namespace, which is also the lock's
+	Name      string // the Pod's name (metadata.name)
+	UID       string // the Pod's UID (metadata.uid): tells apart two Pods of one name, such as a StatefulSet's
 }
 
+// String writes the Pod as "<namespace>/<name> (uid <UID>)", for logs and errors.
 func (p PodRef) String() string { return p.Namespace + "/" + p.Name + " (uid " + p.UID + ")" }
 
 // findOwnPodName returns the namespace and name of the Pod this process runs in, without asking the API
