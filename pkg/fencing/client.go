@@ -79,7 +79,7 @@ func StampPatch(pt types.PatchType, data []byte, t lifelock.Term) ([]byte, error
 	if len(data) == 0 {
 		body = map[string]any{}
 	} else if err := json.Unmarshal(data, &body); err != nil || body == nil {
-		return nil, fmt.Errorf("%w: the patch is not a JSON object: %v", ErrUnsupported, err)
+		return nil, fmt.Errorf("%w: the patch is not a JSON object: %w", ErrUnsupported, err)
 	}
 	meta, _ := body["metadata"].(map[string]any)
 	if meta == nil {
@@ -210,7 +210,7 @@ func (c *fencedClient) Apply(ctx context.Context, obj runtime.ApplyConfiguration
 func stampedApply(obj runtime.ApplyConfiguration, t lifelock.Term) (*unstructured.Unstructured, error) {
 	b, err := json.Marshal(obj)
 	if err != nil {
-		return nil, fmt.Errorf("%w: encoding the apply configuration: %v", ErrUnsupported, err)
+		return nil, fmt.Errorf("%w: encoding the apply configuration: %w", ErrUnsupported, err)
 	}
 	b, err = StampPatch(types.ApplyPatchType, b, t)
 	if err != nil {
@@ -218,7 +218,7 @@ func stampedApply(obj runtime.ApplyConfiguration, t lifelock.Term) (*unstructure
 	}
 	u := &unstructured.Unstructured{}
 	if err := u.UnmarshalJSON(b); err != nil {
-		return nil, fmt.Errorf("%w: the apply configuration: %v", ErrUnsupported, err)
+		return nil, fmt.Errorf("%w: the apply configuration: %w", ErrUnsupported, err)
 	}
 	return u, nil
 }
