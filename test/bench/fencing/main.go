@@ -251,6 +251,35 @@ func run(ctx context.Context, takeovers, writes int) (err error) {
 	}
 	fmt.Printf("  added by the policy: p50 %s, p99 %s\n", ms(pct(lat[true], 50)-pct(lat[false], 50)), ms(pct(lat[true], 99)-pct(lat[false], 99)))
 
+	// The binding was deleted and is created again: does the policy still follow the lock?
+	if err := bind(); err != nil {
+		return err
+	}
+	previous := term(lease)
+	next := lease.DeepCopy()
+	next.Spec.LeaseTransitions = ptr.To(*lease.Spec.LeaseTransitions + 1)
+	next.Spec.HolderIdentity = ptr.To("holder-after-rebind")
+	if lease, err = leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for {
+		err := write(previous, 0)
+		if apierrors.IsForbidden(err) {
+			fmt.Printf("after the binding was deleted and created again, a takeover: the previous term refused %s after it\n", ms(time.Since(t0)))
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if time.Since(t0) > 10*time.Second {
+			fmt.Println("after the binding was deleted and created again, a takeover: the previous term is STILL ADMITTED 10 s after it" +
+				" (kube-apiserver stopped its informer of the param kind with the last binding, and reads the lock as it was then; docs/fencing.md)")
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	return nil
 }
 
