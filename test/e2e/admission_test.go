@@ -11,6 +11,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -247,6 +248,42 @@ var _ = Describe("Admission fencing", Serial, func() {
 		Expect(err).To(HaveOccurred())
 		Expect(errors.Is(err, lifelock.ErrReleased)).To(BeTrue(), "%v", err)
 	})
+
+	It("fences with a ConfigMap lock too", func(ctx SpecContext) {
+		user, cfg := operatorIdentity(ctx, ns)
+		policy, binding, err := fencing.Policy(fencing.PolicyOptions{
+			LockName: lockName, LockNamespace: ns, User: user, Kind: lifelock.KindConfigMap,
+			Resources: []schema.GroupResource{{Resource: "configmaps"}},
+		})
+		Expect(err).NotTo(HaveOccurred())
+		bindObjects(ctx, cfg, policy, binding)
+		raw, err := client.New(cfg, client.Options{})
+		Expect(err).NotTo(HaveOccurred())
+
+		podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
+		lockOpts := lifelock.Options{Kind: lifelock.KindConfigMap}
+		a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, Lock: lockOpts})
+		Eventually(a.Elected()).WithTimeout(30 * time.Second).Should(BeClosed())
+		termA, err := a.Lock.Fence()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(fencing.NewClient(raw, a.Lock).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}})).To(Succeed())
+
+		// b takes over from a's evicted Pod: the same lock object, the next term number.
+		b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, Lock: lockOpts})
+		Eventually(b.Lock.Holder).WithTimeout(30 * time.Second).Should(Equal(a.Lock.Identity()))
+		Expect(cp.SetPodPhase(ctx, podA, corev1.PodFailed, "Evicted")).To(Succeed())
+		Eventually(b.Elected()).WithTimeout(30 * time.Second).Should(BeClosed())
+		termB, err := b.Lock.Fence()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(termB.LockUID).To(Equal(termA.LockUID))
+		Expect(termB.Number).To(Equal(termA.Number + 1))
+
+		stale := fencing.NewClient(raw, staticFence(termA))
+		Eventually(func() error {
+			return stale.Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}, Data: map[string]string{"by": "a"}})
+		}).WithTimeout(5 * time.Second).WithPolling(5 * time.Millisecond).Should(Satisfy(apierrors.IsForbidden))
+		Expect(fencing.NewClient(raw, b.Lock).Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}, Data: map[string]string{"by": "b"}})).To(Succeed())
+	})
 })
 
 // staticFence is a Fencer that always answers the same term: a leader that never learns it lost.
@@ -264,9 +301,16 @@ func bindPolicy(ctx context.Context, ns, user string, cfg *rest.Config) {
 		Resources: []schema.GroupResource{{Resource: "configmaps"}},
 	})
 	Expect(err).NotTo(HaveOccurred())
+	bindObjects(ctx, cfg, policy, binding)
+}
+
+// bindObjects creates policy and binding, removes them when the spec ends, and waits until the API server
+// enforces them for the user of cfg.
+func bindObjects(ctx context.Context, cfg *rest.Config, policy *admissionregistrationv1.ValidatingAdmissionPolicy, binding *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	ns := binding.Spec.ParamRef.Namespace
 	vaps := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies()
 	bindings := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
-	_, err = vaps.Create(ctx, policy, metav1.CreateOptions{})
+	_, err := vaps.Create(ctx, policy, metav1.CreateOptions{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func(ctx SpecContext) { Expect(vaps.Delete(ctx, policy.Name, metav1.DeleteOptions{})).To(Succeed()) })
 	_, err = bindings.Create(ctx, binding, metav1.CreateOptions{})
