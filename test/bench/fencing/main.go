@@ -259,7 +259,7 @@ func run(ctx context.Context, takeovers, writes int) (err error) {
 	next := lease.DeepCopy()
 	next.Spec.LeaseTransitions = ptr.To(*lease.Spec.LeaseTransitions + 1)
 	next.Spec.HolderIdentity = ptr.To("holder-after-rebind")
-	if lease, err = leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+	if _, err := leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
 	t0 := time.Now()
