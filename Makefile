@@ -135,6 +135,12 @@ bench-cost: envtest ## Only the cost scenario: 100 locks × 3 candidates idle 60
 	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR)/bench && KUBEBUILDER_ASSETS="$$assets" go run . -out $(BENCH_OUT) -cost-only $(if $(QUICK),-quick) \
 		$(if $(COST_LOCKS),-cost-locks=$(COST_LOCKS)) $(if $(COST_WINDOW),-cost-window=$(COST_WINDOW))
 
+# Admission fencing's figures (docs/fencing.md).
+FENCING_TAKEOVERS ?= 1000
+.PHONY: bench-fencing
+bench-fencing: envtest ## Admission fencing (pkg/fencing): the window after FENCING_TAKEOVERS (1000) takeovers in which a previous term's write still passes, and the latency the policy adds to a write (about 1 min).
+	assets="$$($(BUILD_ENVTEST))"; cd $(TEST_DIR) && KUBEBUILDER_ASSETS="$$assets" go run ./bench/fencing -takeovers $(FENCING_TAKEOVERS)
+
 ##@ Build
 
 .PHONY: build

@@ -14,7 +14,8 @@ import (
 //
 // Stamp what the leader writes with Term.String, and before acting on an object, compare its stamp with the
 // current term: a stamp from a later term (Term.Before) means this leader has been superseded and must stop.
-// See the package example "Term".
+// See the package example "Term". Package github.com/lifelock/lifelock/pkg/fencing stamps every write of a
+// client with the term and has the API server refuse writes stamped with any other.
 type Term struct {
 	// Number is the lock's term number: spec.leaseTransitions of a Lease lock (the TransitionsAnnotation of a
 	// ConfigMap lock), incremented by every takeover. A lock that is deleted and created again starts over at
