@@ -222,19 +222,47 @@ func (s *scenario) spansOf(who string) []harness.Span {
 	return s.history().Find(func(sp harness.Span) bool { return sp.Who == who })
 }
 
-// expectLeader waits until r is the only replica acting and the ConfigMap lock is owned by its Pod alone.
-func (s *scenario) expectLeader(ctx context.Context, r *replica, timeout time.Duration) {
-	Eventually(ctx, func(g Gomega) {
-		g.Expect(s.acting()).To(ConsistOf(r.name))
-		cm, err := s.lock(ctx)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(cm.OwnerReferences).To(Equal(ownedBy(r.pod)))
-	}).WithTimeout(timeout).WithPolling(10*time.Millisecond).Should(Succeed(), "%s leads and owns the lock", r.name)
+// owners reads the ownerReferences of the lock the replicas share; what names it in failures.
+type owners struct {
+	what string
+	read func(ctx context.Context) ([]metav1.OwnerReference, error)
 }
 
-// expectHolds checks, for d, that r alone acts, holds the lock, and that the replicas in waiting neither act
-// nor exit.
+// configMapLock is the ConfigMap lock that operator-lib and lifelock replicas share.
+func (s *scenario) configMapLock() owners {
+	return owners{"the lock", func(ctx context.Context) ([]metav1.OwnerReference, error) {
+		cm, err := s.lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return cm.OwnerReferences, nil
+	}}
+}
+
+// expectLeader waits until r is the only replica acting and the ConfigMap lock is owned by its Pod alone.
+func (s *scenario) expectLeader(ctx context.Context, r *replica, timeout time.Duration) {
+	s.expectLeaderOf(ctx, s.configMapLock(), r, timeout)
+}
+
+// expectLeaderOf waits until r is the only replica acting and lock is owned by its Pod alone.
+func (s *scenario) expectLeaderOf(ctx context.Context, lock owners, r *replica, timeout time.Duration) {
+	Eventually(ctx, func(g Gomega) {
+		g.Expect(s.acting()).To(ConsistOf(r.name))
+		refs, err := lock.read(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(refs).To(Equal(ownedBy(r.pod)))
+	}).WithTimeout(timeout).WithPolling(10*time.Millisecond).Should(Succeed(), "%s leads and owns %s", r.name, lock.what)
+}
+
+// expectHolds checks, for d, that r alone acts, holds the ConfigMap lock, and that the replicas in waiting
+// neither act nor exit.
 func (s *scenario) expectHolds(ctx context.Context, r *replica, d time.Duration, waiting ...*replica) {
+	s.expectHoldsOf(ctx, s.configMapLock(), r, d, waiting...)
+}
+
+// expectHoldsOf checks, for d, that r alone acts and owns lock, and that the replicas in waiting neither
+// act nor exit.
+func (s *scenario) expectHoldsOf(ctx context.Context, lock owners, r *replica, d time.Duration, waiting ...*replica) {
 	spans := len(s.spansOf(r.name))
 	Consistently(ctx, func(g Gomega) {
 		// r acts on, in the same interval: it neither stopped (nor exited) nor started again. Checked by its
@@ -245,10 +273,10 @@ func (s *scenario) expectHolds(ctx context.Context, r *replica, d time.Duration,
 			g.Expect(s.spansOf(w.name)).To(BeEmpty(), "%s acted", w.name)
 			g.Expect(w.proc.Done()).NotTo(BeClosed(), "%s exited", w.name)
 		}
-		cm, err := s.lock(ctx)
+		refs, err := lock.read(ctx)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(cm.OwnerReferences).To(Equal(ownedBy(r.pod)))
-	}).WithTimeout(d).WithPolling(100*time.Millisecond).Should(Succeed(), "%s keeps the lock", r.name)
+		g.Expect(refs).To(Equal(ownedBy(r.pod)))
+	}).WithTimeout(d).WithPolling(100*time.Millisecond).Should(Succeed(), "%s keeps %s", r.name, lock.what)
 }
 
 // firstStartAfter waits for the first acting interval that starts after t0 (a witness.Now reading).

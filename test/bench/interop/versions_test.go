@@ -56,31 +56,26 @@ func (s *scenario) lease(ctx context.Context) (*coordinationv1.Lease, error) {
 	return cp.Client.CoordinationV1().Leases(s.ns).Get(ctx, versionLock, metav1.GetOptions{})
 }
 
+// leaseLock is the Lease the lifelock versions share.
+func (s *scenario) leaseLock() owners {
+	return owners{"the Lease", func(ctx context.Context) ([]metav1.OwnerReference, error) {
+		l, err := s.lease(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return l.OwnerReferences, nil
+	}}
+}
+
 // expectLeaseLeader waits until r is the only replica acting and the Lease is owned by its Pod alone.
 func (s *scenario) expectLeaseLeader(ctx context.Context, r *replica, timeout time.Duration) {
-	Eventually(ctx, func(g Gomega) {
-		g.Expect(s.acting()).To(ConsistOf(r.name))
-		l, err := s.lease(ctx)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(l.OwnerReferences).To(Equal(ownedBy(r.pod)))
-	}).WithTimeout(timeout).WithPolling(10*time.Millisecond).Should(Succeed(), "%s leads and owns the Lease", r.name)
+	s.expectLeaderOf(ctx, s.leaseLock(), r, timeout)
 }
 
 // expectLeaseHolds checks, for d, that r alone acts and owns the Lease, and that the replicas in waiting
 // neither act nor exit.
 func (s *scenario) expectLeaseHolds(ctx context.Context, r *replica, d time.Duration, waiting ...*replica) {
-	spans := len(s.spansOf(r.name))
-	Consistently(ctx, func(g Gomega) {
-		g.Expect(s.spansOf(r.name)).To(HaveLen(spans), "%s started acting again", r.name)
-		g.Expect(r.proc.Done()).NotTo(BeClosed(), "%s exited", r.name)
-		for _, w := range waiting {
-			g.Expect(s.spansOf(w.name)).To(BeEmpty(), "%s acted", w.name)
-			g.Expect(w.proc.Done()).NotTo(BeClosed(), "%s exited", w.name)
-		}
-		l, err := s.lease(ctx)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(l.OwnerReferences).To(Equal(ownedBy(r.pod)))
-	}).WithTimeout(d).WithPolling(100*time.Millisecond).Should(Succeed(), "%s keeps the Lease", r.name)
+	s.expectHoldsOf(ctx, s.leaseLock(), r, d, waiting...)
 }
 
 // leaderOf waits until exactly one of rs acts and returns it, with the others.
