@@ -153,7 +153,7 @@ var _ = Describe("Admission fencing", Serial, func() {
 		Expect(stillLeads).To(BeTrue(), "a does not know it lost")
 		measure("admission: successor leads after the cut-off leader's force delete", tookOver.Sub(deleted))
 
-		// b writes every object; a goes on writing for a second more.
+		// b writes every object; a goes on writing, at least 50 more writes.
 		rawB, err := client.New(rest.CopyConfig(cfg), client.Options{})
 		Expect(err).NotTo(HaveOccurred())
 		clientB := fencing.NewClient(rawB, b.Lock)
@@ -161,7 +161,18 @@ var _ = Describe("Admission fencing", Serial, func() {
 			obj := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 			Expect(clientB.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(`{"data":{"writer":"b","seq":"b"}}`)))).To(Succeed())
 		}
-		time.Sleep(time.Second)
+		bWrote := time.Now()
+		Eventually(func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, w := range writes {
+				if w.sent.After(bWrote) {
+					n++
+				}
+			}
+			return n
+		}).WithTimeout(30*time.Second).Should(BeNumerically(">=", 50), "a's writes after b's")
 		close(stopA)
 		<-aDone
 		_, stillLeads = a.Lock.Term()
