@@ -134,6 +134,11 @@ type core struct {
 	pod     objectView[corev1.Pod]  // the holder's Pod (this Pod's own while leading)
 	node    objectView[corev1.Node] // the holder's Node, when Nodes may be read
 	stopped map[string]bool         // Pod UIDs seen being deleted gracefully with every container terminated
+	// ended: Pod UIDs the Pod watch showed deleted. A UID is never reused, so a decision that rests on such
+	// an event needs no live confirmation. One that rests on the Pod's absence from a list (which may come
+	// from a lagging cache), on another Pod of the same name, or on a terminal phase (the API server lets
+	// anyone move a Pod out of one) does.
+	ended map[string]bool
 
 	phase   phase
 	term    Term   // the term this process won (zero until it leads)
@@ -143,7 +148,7 @@ type core struct {
 }
 
 func newCore(self PodRef, cfg coreConfig) *core {
-	return &core{self: self, identity: identityFor(self), cfg: cfg, stopped: map[string]bool{}}
+	return &core{self: self, identity: identityFor(self), cfg: cfg, stopped: map[string]bool{}, ended: map[string]bool{}}
 }
 
 // observeLock applies one event of the lock watch. lease is the lock in canonical form: as stored, or, when
@@ -225,6 +230,9 @@ func (c *core) observePod(name string, pod *corev1.Pod, deleted bool) {
 	}
 	c.noteStopped(pod)
 	if deleted {
+		c.ended[string(pod.UID)] = true
+	}
+	if deleted {
 		c.pod.obj = nil
 	} else {
 		c.pod.obj = pod
@@ -268,6 +276,15 @@ func (c *core) podVerdict(h PodRef) podVerdict {
 	return v
 }
 
+// toConfirm returns the holder h whose end a decision must confirm by a live GET, or nil if the Pod watch
+// showed its Pod deleted (ended).
+func (c *core) toConfirm(h PodRef) *PodRef {
+	if c.ended[h.UID] {
+		return nil
+	}
+	return &h
+}
+
 // judge decides what the elector sees, from the watched state.
 func (c *core) judge() answer {
 	a := c.judgeView()
@@ -309,7 +326,7 @@ func (c *core) judgeView() answer {
 				if !c.gap && c.settled {
 					j.holderStops = c.holderStops
 				}
-				return answer{confirm: h, judged: j}
+				return answer{confirm: c.toConfirm(*h), judged: j}
 			}
 		}
 		if c.releasedBy != "" {
@@ -338,7 +355,7 @@ func (c *core) judgeView() answer {
 			if settledOf(lease) {
 				j.holderStops = stopsWithinOf(lease)
 			}
-			return answer{record: &r, confirm: &owner, judged: j}
+			return answer{record: &r, confirm: c.toConfirm(owner), judged: j}
 		}
 	}
 	if holderOf(lease) == "" {

@@ -159,6 +159,47 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+// TestLiveConfirmation: a takeover confirms the holder's end by a live GET unless the Pod watch showed the
+// holder's own UID deleted, which nothing undoes. A Pod merely absent from the watch's list, or another Pod
+// of the same name, may be the watch lagging, and a terminal phase can be written back to Running (the API
+// server allows it): those are confirmed.
+func TestLiveConfirmation(t *testing.T) {
+	held := lockHeldBy(podA, "1", true)
+	running := podState(podA, corev1.PodRunning, false, false)
+	stopping := podState(podA, corev1.PodRunning, true, true)
+	successor := PodRef{Namespace: podA.Namespace, Name: podA.Name, UID: "uid-a2"} // a StatefulSet's next Pod of the name
+	for _, tc := range []struct {
+		name    string
+		steps   []step
+		confirm bool
+	}{
+		{name: "deleted gracefully", steps: []step{sawPod(podA, stopping), sawPodGone(podA, stopping)}},
+		{name: "force-deleted", steps: []step{sawPod(podA, running), sawPodGone(podA, running)}},
+		{name: "Failed while its containers run", steps: []step{sawPod(podA, podState(podA, corev1.PodFailed, false, false))}, confirm: true},
+		{name: "Succeeded", steps: []step{sawPod(podA, podState(podA, corev1.PodSucceeded, false, true))}, confirm: true},
+		{name: "Failed, then deleted", steps: []step{sawPod(podA, podState(podA, corev1.PodFailed, false, true)), sawPodGone(podA, podState(podA, corev1.PodFailed, false, true))}},
+		{name: "deleted, then the lock collected", steps: []step{sawPod(podA, running), sawPodGone(podA, running), sawLockGone(held)}},
+		{name: "absent from the watch's list", steps: []step{func(c *core) { c.watchPod(podA.Name); c.pod.synced = true }}, confirm: true},
+		{name: "another Pod of the name shown", steps: []step{sawPod(podA, podState(successor, corev1.PodRunning, false, false))}, confirm: true},
+		{name: "another Pod of the name deleted", steps: []step{sawPodGone(podA, podState(successor, corev1.PodRunning, false, false))}, confirm: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := follower()
+			sawLock(held)(c)
+			for _, s := range tc.steps {
+				s(c)
+			}
+			a := c.judge()
+			if a.held || a.judged == nil {
+				t.Fatalf("the holder's end was not seen: %+v", a)
+			}
+			if got := a.confirm != nil; got != tc.confirm {
+				t.Fatalf("confirmed live: %v, want %v", got, tc.confirm)
+			}
+		})
+	}
+}
+
 func TestLockHolder(t *testing.T) {
 	for _, tc := range []struct {
 		name string
