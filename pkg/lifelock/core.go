@@ -277,9 +277,11 @@ func (c *core) podVerdict(h PodRef) podVerdict {
 }
 
 // toConfirm returns the holder h whose end a decision must confirm by a live GET, or nil if the Pod watch
-// showed its Pod deleted (ended).
+// showed an end nothing undoes: its Pod deleted (ended), or its containers stopped for good (stopped: a
+// kubelet writes that state only once it has stopped them, and never starts them again, whatever is written
+// to the Pod's status afterwards).
 func (c *core) toConfirm(h PodRef) *PodRef {
-	if c.ended[h.UID] {
+	if c.ended[h.UID] || c.stopped[h.UID] {
 		return nil
 	}
 	return &h

@@ -159,10 +159,11 @@ func TestJudge(t *testing.T) {
 	}
 }
 
-// TestLiveConfirmation: a takeover confirms the holder's end by a live GET unless the Pod watch showed the
-// holder's own UID deleted, which nothing undoes. A Pod merely absent from the watch's list, or another Pod
-// of the same name, may be the watch lagging, and a terminal phase can be written back to Running (the API
-// server allows it): those are confirmed.
+// TestLiveConfirmation: a takeover confirms the holder's end by a live GET unless the Pod watch showed an
+// end nothing undoes: the holder's own UID deleted, or its containers stopped by the kubelet for good. A Pod
+// merely absent from the watch's list, or another Pod of the same name, may be the watch lagging, and a
+// terminal phase with containers running can be written back to Running (the API server allows it): those
+// are confirmed.
 func TestLiveConfirmation(t *testing.T) {
 	held := lockHeldBy(podA, "1", true)
 	running := podState(podA, corev1.PodRunning, false, false)
@@ -176,7 +177,8 @@ func TestLiveConfirmation(t *testing.T) {
 		{name: "deleted gracefully", steps: []step{sawPod(podA, stopping), sawPodGone(podA, stopping)}},
 		{name: "force-deleted", steps: []step{sawPod(podA, running), sawPodGone(podA, running)}},
 		{name: "Failed while its containers run", steps: []step{sawPod(podA, podState(podA, corev1.PodFailed, false, false))}, confirm: true},
-		{name: "Succeeded", steps: []step{sawPod(podA, podState(podA, corev1.PodSucceeded, false, true))}, confirm: true},
+		{name: "Succeeded, its containers terminated", steps: []step{sawPod(podA, podState(podA, corev1.PodSucceeded, false, true))}},
+		{name: "Failed, being deleted, its containers terminated", steps: []step{sawPod(podA, podState(podA, corev1.PodFailed, true, true))}},
 		{name: "Failed, then deleted", steps: []step{sawPod(podA, podState(podA, corev1.PodFailed, false, true)), sawPodGone(podA, podState(podA, corev1.PodFailed, false, true))}},
 		{name: "deleted, then the lock collected", steps: []step{sawPod(podA, running), sawPodGone(podA, running), sawLockGone(held)}},
 		{name: "absent from the watch's list", steps: []step{func(c *core) { c.watchPod(podA.Name); c.pod.synced = true }}, confirm: true},

@@ -490,7 +490,7 @@ func (l *Lock) closedErr(ctx context.Context) error {
 
 // confirmGone asks the API server whether the holder's Pod is really gone: the lock and Pod watches are not
 // ordered with each other, and a watch's first list may come from a lagging cache, so a takeover decision
-// that does not rest on an event showing the holder's Pod deleted (core.ended) is confirmed by one live GET.
+// that does not rest on an event showing an end nothing undoes (core.toConfirm) is confirmed by one live GET.
 func (l *Lock) confirmGone(ctx context.Context, h PodRef) (bool, error) {
 	pod, err := l.client.CoreV1().Pods(l.namespace).Get(ctx, h.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

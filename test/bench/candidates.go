@@ -196,7 +196,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 	deleteRequest := func() error {
 		return cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
 	}
-	var t0 time.Duration
+	var t0, terminal time.Duration
 	switch sc {
 	case crash:
 		old.proc.Kill()
@@ -208,6 +208,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		if err := cp.TerminatePod(ctx, pod, 137); err != nil { // as a real kubelet: then the final delete
 			return sample{}, err
 		}
+		terminal = witness.Now()
 	case handoff:
 		t0 = witness.Now()
 		if err := deleteRequest(); err != nil {
@@ -225,6 +226,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		if err := cp.TerminatePod(ctx, pod, 0); err != nil {
 			return sample{}, err
 		}
+		terminal = witness.Now()
 	}
 	if err := cp.ForceDeletePod(ctx, pod); err != nil { // kubelet's final delete
 		return sample{}, err
@@ -236,7 +238,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		return sample{}, fmt.Errorf("waiting for a leader of %s/%s after %s of %s: %w", g.ns, g.lock, sc, pod.Name, err)
 	}
 	if tl != nil {
-		g.b.logf("trace N=%d %s: Pod gone %s ms; %s; %s acts %s ms", len(g.cands)+1, sc, ms(podGone-t0), tl.since(t0), next.Who, ms(next.Start-t0))
+		g.b.logf("trace N=%d %s: Pod terminal %s ms, gone %s ms; %s; %s acts %s ms", len(g.cands)+1, sc, ms(terminal-t0), ms(podGone-t0), tl.since(t0), next.Who, ms(next.Start-t0))
 		load1, err := readAPIServerLoad(ctx, cp)
 		if err != nil {
 			return sample{}, err
