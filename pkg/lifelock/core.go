@@ -231,8 +231,6 @@ func (c *core) observePod(name string, pod *corev1.Pod, deleted bool) {
 	c.noteStopped(pod)
 	if deleted {
 		c.ended[string(pod.UID)] = true
-	}
-	if deleted {
 		c.pod.obj = nil
 	} else {
 		c.pod.obj = pod
