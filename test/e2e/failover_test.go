@@ -62,6 +62,37 @@ var _ = Describe("Failover", func() {
 		Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
 	})
 
+	DescribeTable("confirms a gone holder by a live GET of its Pod only where the follower's watch could be wrong",
+		func(ctx SpecContext, end func(ctx SpecContext, a *harness.Candidate, podA *corev1.Pod), confirmed bool) {
+			podA, podB := newPod(ctx, ns, "a"), newPod(ctx, ns, "b")
+			a := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podA, History: hist, Manager: noRelease})
+			Eventually(a.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+			counter := harness.NewRequestCounter()
+			b := startCandidate(ctx, harness.CandidateOptions{LockName: lockName, Pod: podB, History: hist, Config: counter.Wrap(cp.Config)})
+			Eventually(func() error { return b.Lock.ReadyCheck(nil) }).WithTimeout(10*time.Second).Should(Succeed(), "b watches a's Pod")
+			getA := "GET /api/v1/namespaces/" + ns + "/pods/" + podA.Name
+			before := counter.Snapshot()[getA]
+
+			end(ctx, a, podA)
+			Eventually(b.Elected()).WithTimeout(10 * time.Second).Should(BeClosed())
+			gets := counter.Snapshot()[getA] - before
+			if confirmed {
+				Expect(gets).To(BeNumerically(">=", 1), "b's live GETs of a's Pod")
+			} else {
+				Expect(gets).To(BeZero(), "b's live GETs of a's Pod")
+			}
+			Expect(ownerUID(ctx)()).To(Equal(string(podB.UID)))
+		},
+		Entry("not after the kubelet stopped a's container for good and deleted its Pod", func(ctx SpecContext, a *harness.Candidate, podA *corev1.Pod) {
+			Expect(a.Stop(10 * time.Second)).To(Succeed()) // a crash: no release
+			Expect(cp.DeletePodGracefully(ctx, podA)).To(Succeed())
+		}, false),
+		Entry("after a's Pod was written Failed while its container runs (the phase can be written back)", func(ctx SpecContext, a *harness.Candidate, podA *corev1.Pod) {
+			Expect(cp.SetPodPhase(ctx, podA, corev1.PodFailed, "Evicted")).To(Succeed())
+			Eventually(a.Done()).WithTimeout(5 * time.Second).Should(BeClosed())
+		}, true),
+	)
+
 	It("makes a force-deleted leader that still runs stop before the follower acts (acquisition grace)", func(ctx SpecContext) {
 		a, b, podA, _ := leaderAndFollower(ctx, harness.CandidateOptions{})
 		deleted := time.Now()
