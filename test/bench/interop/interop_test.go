@@ -1,8 +1,6 @@
 package interop
 
 import (
-	"context"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -11,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/test/harness/witness"
@@ -193,11 +190,13 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 	It("operator-lib deletes the lifelock leader's Pod and lock; the lifelock leader fences itself and exits", func(ctx SpecContext) {
 		// Whether the leader stops before operator-lib's first act is a race between its RenewDeadline
 		// (500 ms) and operator-lib's backoff (1-1.2 s): on a loaded machine it can lose. The spec asserts
-		// what lifelock does (it fences itself and exits) and measures the margin.
+		// what lifelock does (it fences itself, records LostLock and exits) and measures the margin.
 		s.outsideGuarantee = "operator-lib's NotReady-node policy deletes a live leader's lock"
 		lead := s.start(ctx, "life-0", life)
 		s.expectLeader(ctx, lead, 60*time.Second)
-		// An established leader: its BecameLeader Events are written before the loss.
+		// An established leader: its BecameLeader Events are written before the loss, so that the loss's
+		// LostLock Event has the lost lock's short Event wait to itself (in one CI run operator-lib deleted the
+		// lock 140 ms after the acquisition, and LostLock never landed).
 		Eventually(ctx, func() ([]string, error) { return cp.EventReasons(ctx, s.ns, "Pod", lead.name) }).
 			WithTimeout(30 * time.Second).Should(ContainElement(lifelock.ReasonBecameLeader))
 		// The Node is NotReady before operator-lib's first attempt: its shortest backoff (1 s) follows the delete.
@@ -216,16 +215,8 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 
 		Eventually(lead.proc.Done()).WithTimeout(30*time.Second).Should(BeClosed(), "the lifelock leader exits: leader election lost")
 		Expect(lead.proc.ExitCode()).NotTo(Equal(0))
-		// A lost leader's exit waits for its LostLock Event only briefly (50 ms, or 500 ms once its work has
-		// stopped): the exit is what fences work that ignores its context. On a busy API server the Event can
-		// miss that wait (it did once in CI, with operator-lib deleting the lock 140 ms after the acquisition),
-		// so here it is reported, not required; the e2e suite requires it where the API server is not racing.
-		// The write may still complete after the exit (the API server finishes a request whose client is gone).
-		recorded := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-			reasons, err := cp.EventReasons(ctx, s.ns, "Pod", lead.name)
-			return slices.Contains(reasons, lifelock.ReasonLostLock), err
-		}) == nil
-		measure("NotReady node: the lost leader's LostLock Event recorded within 5 s of its exit", recorded)
+		Eventually(ctx, func() ([]string, error) { return cp.EventReasons(ctx, s.ns, "Pod", lead.name) }).
+			WithTimeout(30 * time.Second).Should(ContainElement(lifelock.ReasonLostLock))
 
 		s.expectLeader(ctx, op, 60*time.Second)
 		leadSpans, opSpans := s.spansOf(lead.name), s.spansOf(op.name)
