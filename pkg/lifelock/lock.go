@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -52,10 +51,10 @@ type Lock struct {
 	core       *core         // every decision (core.go)
 	podCancel  context.CancelFunc
 	nodeCancel context.CancelFunc
-	watchNodes bool          // this candidate may watch Nodes: the holder's Node is watched
-	since      time.Time     // when this candidate first asked for the lock
-	spread     time.Duration // this follower's spread now: Options.AcquireSpread, adapted (adaptSpread)
-	stuck      string        // the holder this candidate last reported as looking stuck, "" if none
+	watchNodes bool      // this candidate may watch Nodes: the holder's Node is watched
+	since      time.Time // when this candidate first asked for the lock
+	spread     spreader  // this follower's adaptive spread (spread.go)
+	stuck      string    // the holder this candidate last reported as looking stuck, "" if none
 	// lostReported: the loss of this process's term has been reported.
 	lostReported bool
 	lostCh       chan struct{} // closed once the term is lost (reportLostLocked)
@@ -140,7 +139,7 @@ func NewForClient(ctx context.Context, client kubernetes.Interface, name string,
 		opts:       opts,
 		log:        opts.Logger.WithValues("lock", ns+"/"+name, "identity", identityFor(own)),
 		lostCh:     make(chan struct{}),
-		spread:     initialSpread(*opts.AcquireSpread),
+		spread:     newSpreader(*opts.AcquireSpread),
 		core: newCore(own, coreConfig{
 			desc:          ns + "/" + name,
 			grace:         *opts.AcquisitionGrace,
@@ -340,7 +339,8 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 	}
 	l.mu.Unlock()
 	deadline := time.Now().Add(l.opts.FollowerWait)
-	var spreadUntil time.Time // when this follower may try for a lock it found free (see Options.AcquireSpread)
+	// When this follower found the lock free, and when it may try for it (see Options.AcquireSpread).
+	var spreadFrom, spreadUntil time.Time
 	for {
 		l.mu.Lock()
 		ch := l.changed
@@ -349,9 +349,10 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 		spread := l.spread
 		l.mu.Unlock()
 
-		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && spread > 0 {
+		if mayWait && a.judged != nil && a.judged.kind != judgedOurs && spread.spread > 0 {
 			if spreadUntil.IsZero() {
-				spreadUntil = time.Now().Add(spreadDelay(spread, a.judged.proven))
+				spreadFrom = time.Now()
+				spreadUntil = spreadFrom.Add(spread.delay(a.judged.proven))
 			}
 			if time.Now().Before(spreadUntil) {
 				if !l.waitChange(ctx, ch, time.Until(spreadUntil)) {
@@ -360,12 +361,14 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 				continue // judge again: another candidate may have taken it
 			}
 		}
+		confirmedAlive := false
 		if a.confirm != nil {
 			gone, err := l.confirmGone(ctx, *a.confirm)
 			if err != nil {
 				return nil, nil, err
 			}
 			if !gone { // the Pod watch lags the live state: the holder is alive after all
+				confirmedAlive = true
 				base := resourcelock.LeaderElectionRecord{}
 				if a.record != nil {
 					base = *a.record
@@ -378,8 +381,10 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 			l.diagnose(a)
 		}
 		if a.held && mayWait && time.Now().Before(deadline) {
-			if !spreadUntil.IsZero() {
-				l.adaptSpread(false) // another candidate took the lock while this one waited: it sent nothing
+			if !spreadUntil.IsZero() && !confirmedAlive {
+				// Another candidate took the lock while this one waited: it sent nothing.
+				waited := time.Since(spreadFrom)
+				l.adaptSpread(func(s *spreader) { s.stoodDown(waited) })
 			}
 			spreadUntil = time.Time{}
 			wait := time.Until(deadline)
@@ -401,54 +406,11 @@ func (l *Lock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []b
 	}
 }
 
-// Bounds of the adaptive spread, as multiples of Options.AcquireSpread.
-const (
-	maxSpreadFactor  = 16
-	minSpreadDivisor = 10
-)
-
-// adaptSpread adapts this follower's spread to how many candidates compete, which no candidate can see.
-// It starts at AcquireSpread/10. A follower that lost a race for the lock (another candidate's write came
-// first, so both sent requests and one was wasted) doubles it, up to 16 × AcquireSpread; one that saw
-// another take the lock while it waited, having sent nothing, shrinks it by a quarter, down to
-// AcquireSpread/10 again. With few candidates the spreads stay small and the first attempt comes almost at
-// once; with many they grow until most followers see the winner's write before their turn. In between,
-// about three in ten followers lose a race at each failover (where a doubling and the shrinks balance).
-func (l *Lock) adaptSpread(lostRace bool) {
-	base := *l.opts.AcquireSpread
+// adaptSpread applies one adaptation (spread.go) to this follower's spread.
+func (l *Lock) adaptSpread(adapt func(*spreader)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.spread = nextSpread(l.spread, base, lostRace)
-}
-
-// initialSpread is a new follower's spread: the least, so that with few candidates the first failover it
-// sees is as fast as later ones; with many, the races it loses raise it within a few failovers.
-func initialSpread(base time.Duration) time.Duration { return base / minSpreadDivisor }
-
-// nextSpread is adaptSpread's arithmetic: the spread after cur when the follower lost a race or stood down.
-func nextSpread(cur, base time.Duration, lostRace bool) time.Duration {
-	if base <= 0 {
-		return 0
-	}
-	if lostRace {
-		return min(2*cur, maxSpreadFactor*base)
-	}
-	return max(cur*3/4, base/minSpreadDivisor)
-}
-
-// spreadDelay is how long a follower that found the lock free waits before it tries (Options.AcquireSpread):
-// a random time up to spread if its acquisition is proven (every earlier holder is proven stopped, so the
-// new leader starts at once), and half a spread more if not, so that a proven candidate, if there is one,
-// most often takes the lock first rather than one that would make everybody wait the acquisition grace.
-func spreadDelay(spread time.Duration, proven bool) time.Duration {
-	if spread <= 0 {
-		return 0
-	}
-	d := rand.N(spread)
-	if !proven {
-		d += spread / 2
-	}
-	return d
+	adapt(&l.spread)
 }
 
 // waitSynced waits until the lock watch has synced: a candidate acquires only on an established watch.
@@ -525,10 +487,12 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 	}
 	// Written unsettled even when proven: a creation's only precondition is that the lock is absent, so
 	// whether the proof still held when it was stored shows only on the watch (finishAcquisition).
-	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, time.Now(), false, stopsWithinFor(l.opts)), l.opts.Labels))
+	sent := time.Now()
+	created, err := l.store.create(ctx, withLabels(newLock(l.namespace, l.name, l.own, sent, false, stopsWithinFor(l.opts)), l.opts.Labels))
+	rtt := time.Since(sent)
 	if err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			l.adaptSpread(true) // another candidate created it first
+			l.adaptSpread(func(s *spreader) { s.lost(rtt) }) // another candidate created it first
 		}
 		// A create whose reply was lost may still have been stored: the next Get then finds the lock held
 		// by this Pod, and re-acquires it with the grace this acquisition would have paid (its settled mark).
@@ -536,6 +500,7 @@ func (l *Lock) Create(ctx context.Context, ler resourcelock.LeaderElectionRecord
 		l.abandonUnknown(ctx)
 		return fmt.Errorf("creating lock %s: %w", l.Describe(), err)
 	}
+	l.adaptSpread(func(s *spreader) { s.wrote(rtt) })
 	return l.finishAcquisition(ctx, created, "", j, ler.LeaseDurationSeconds)
 }
 
@@ -574,7 +539,9 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 		}
 		return l.finishAcquisition(ctx, j.lease, "", j, ler.LeaseDurationSeconds)
 	}
-	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, time.Now(), j.proven, stopsWithinFor(l.opts)))
+	sent := time.Now()
+	updated, err := l.store.takeOver(ctx, j.lease, takenOver(j.lease, l.own, sent, j.proven, stopsWithinFor(l.opts)))
+	rtt := time.Since(sent)
 	if err != nil {
 		// Conflict and NotFound both mean the lock changed since it was judged. A lock the garbage collector
 		// deleted (its holder's Pod is gone) answers an update with either, depending on the API server's
@@ -588,11 +555,12 @@ func (l *Lock) Update(ctx context.Context, ler resourcelock.LeaderElectionRecord
 					return l.Create(ctx, ler)
 				}
 			} else if apierrors.IsConflict(err) {
-				l.adaptSpread(true) // another candidate's takeover came first
+				l.adaptSpread(func(s *spreader) { s.lost(rtt) }) // another candidate's takeover came first
 			}
 		}
 		return fmt.Errorf("taking over lock %s (%s): %w", l.Describe(), j.reason, err)
 	}
+	l.adaptSpread(func(s *spreader) { s.wrote(rtt) })
 	return l.finishAcquisition(ctx, updated, j.lease.ResourceVersion, j, ler.LeaseDurationSeconds)
 }
 

@@ -147,13 +147,14 @@ type Options struct {
 	// spread before it tries, and does not try at all if another candidate takes the lock meanwhile: with
 	// many candidates the first attempt still comes almost at once, and those whose turn comes after they
 	// have seen it succeed send nothing (without a spread, each of 100 candidates sends its write at every
-	// failover, and all but one fail). Each follower's spread starts at AcquireSpread/10 and adapts: it
-	// doubles when the follower lost a race for the lock and shrinks by a quarter when it stood down without
-	// sending anything, between AcquireSpread/10 and 16 × AcquireSpread, so that a few candidates go nearly at once
-	// and many stay out of each other's way. A follower that could not prove the previous holders stopped
-	// (so its acquisition would pay the grace) waits half its spread more, so that a follower that could, if
-	// there is one, most often goes first. Zero makes every follower try at once. Default:
-	// DefaultAcquireSpread.
+	// failover, and all but one fail). Each follower's spread starts at AcquireSpread/10 and adapts, between
+	// AcquireSpread/10 and 16 × AcquireSpread, so that only a few followers fire in vain at a failover
+	// however many compete: a follower that lost a race doubles its spread and raises it to at least 4 round
+	// trips of its refused write; one that stood down having sent nothing shrinks it by a quarter, but only
+	// if the winner's write showed at least 2 of its round trips after the lock became free. A follower that
+	// could not prove the previous holders stopped (so its acquisition would pay the grace) waits half its
+	// spread more, so that a follower that could, if there is one, most often goes first. Zero makes every
+	// follower try at once. Default: DefaultAcquireSpread.
 	AcquireSpread *time.Duration
 
 	// RetryPeriod, RenewDeadline and LeaseDuration are the timings of the elector that drives the lock

@@ -331,7 +331,7 @@ type proc struct {
 	pod  PodRef
 	core *core
 	// spread is this process's adaptive spread (Lock.spread); spreadSet: it has been set from the params.
-	spread    time.Duration
+	spread    spreader
 	spreadSet bool
 
 	alive, started bool
@@ -783,17 +783,17 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 		}
 	}
 	deadline := w.now + 5*time.Second
-	var spreadUntil time.Duration
+	var spreadFrom, spreadUntil time.Duration
 	if !p.spreadSet {
-		p.spread, p.spreadSet = initialSpread(w.p.spread), true
+		p.spread, p.spreadSet = newSpreader(w.p.spread), true
 	}
-	spread := p.spread
+	spread := p.spread.spread
 	for {
 		a := c.judge()
 		mayWait := c.phase == following
 		if mayWait && a.judged != nil && a.judged.kind != judgedOurs {
 			if spreadUntil == 0 {
-				spreadUntil = w.now // as spreadDelay
+				spreadFrom, spreadUntil = w.now, w.now // as spreader.delay
 				if spread > 0 {
 					spreadUntil += time.Duration(w.rng.Int64N(int64(spread)))
 				}
@@ -809,6 +809,7 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 				continue
 			}
 		}
+		confirmedAlive := false
 		if a.confirm != nil {
 			h := *a.confirm
 			var pod *corev1.Pod
@@ -817,6 +818,7 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 			}
 			c.noteStopped(pod)
 			if judgePod(pod, h.UID) == podAlive {
+				confirmedAlive = true
 				base := resourcelock.LeaderElectionRecord{}
 				if a.record != nil {
 					base = *a.record
@@ -826,8 +828,8 @@ func (p *proc) get(yield func(simWait) bool) (*resourcelock.LeaderElectionRecord
 			}
 		}
 		if a.held && mayWait && w.now < deadline {
-			if spreadUntil != 0 {
-				p.spread = nextSpread(p.spread, w.p.spread, false) // as Lock.adaptSpread: stood down
+			if spreadUntil != 0 && !confirmedAlive {
+				p.spread.stoodDown(w.now - spreadFrom) // as Lock.Get: stood down
 			}
 			spreadUntil = 0
 			p.block(yield, simWait{until: deadline, onChange: true})
@@ -855,16 +857,19 @@ func (p *proc) create(yield func(simWait) bool) error {
 	if err != nil {
 		return err
 	}
+	sent := p.w.now
 	created, err := p.call(yield, func() (*coordinationv1.Lease, error) {
 		return p.w.apiCreate(newLock("ns", "lock", p.pod, time.Time{}, false, p.stated()))
 	})
+	rtt := p.w.now - sent
 	if err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			p.spread = nextSpread(p.spread, p.w.p.spread, true) // as Lock.adaptSpread: lost the race
+			p.spread.lost(rtt) // as Lock.Create: lost the race
 		}
 		p.abandonUnknown(yield)
 		return err
 	}
+	p.spread.wrote(rtt)
 	return p.finish(yield, created, "", j, int(simLease/time.Second))
 }
 
@@ -934,9 +939,11 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 		}
 		return p.finish(yield, j.lease, "", j, recordLease)
 	}
+	sent := w.now
 	updated, err := p.call(yield, func() (*coordinationv1.Lease, error) {
 		return w.apiUpdate(takenOver(j.lease, p.pod, time.Time{}, j.proven, p.stated()))
 	})
+	rtt := w.now - sent
 	if err != nil {
 		p.abandonUnknown(yield)
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) { // as Lock.Update
@@ -945,11 +952,12 @@ func (p *proc) update(yield func(simWait) bool, holder string, recordLease int) 
 					return p.create(yield)
 				}
 			} else if apierrors.IsConflict(err) {
-				p.spread = nextSpread(p.spread, w.p.spread, true) // as Lock.adaptSpread: lost the race
+				p.spread.lost(rtt) // as Lock.Update: lost the race
 			}
 		}
 		return err
 	}
+	p.spread.wrote(rtt)
 	return p.finish(yield, updated, j.lease.ResourceVersion, j, recordLease)
 }
 
