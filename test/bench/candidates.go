@@ -192,6 +192,7 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		if load0, err = readAPIServerLoad(ctx, cp); err != nil {
 			return sample{}, err
 		}
+		load0.candidates = g.candidatesCPU(pod.Name)
 	}
 	deleteRequest := func() error {
 		return cp.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
@@ -243,7 +244,9 @@ func (g *group) failover(ctx context.Context, sc scenario) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		g.b.logf("trace: from before the disruption to the next leader acting, kube-apiserver used %.0f ms CPU for %s", (load1.cpu-load0.cpu)*1000, load1.requests.minus(load0.requests).top(6))
+		load1.candidates = g.candidatesCPU(pod.Name)
+		g.b.logf("trace: from before the disruption to the next leader acting, kube-apiserver used %.0f ms CPU for %s; the candidates %.0f ms",
+			(load1.cpu-load0.cpu)*1000, load1.requests.minus(load0.requests).top(6), (load1.candidates-load0.candidates)*1000)
 		if evs, err := cp.Client.CoreV1().Events(g.ns).List(ctx, metav1.ListOptions{}); err == nil {
 			by := map[string]int{}
 			for _, e := range evs.Items {
@@ -343,10 +346,26 @@ func (tl *lockTimeline) stop() {
 	<-tl.done
 }
 
-// apiserverLoad is kube-apiserver's CPU time so far and the requests it served.
+// apiserverLoad is kube-apiserver's CPU time so far and the requests it served, and the CPU time the
+// candidates that stay have used (in seconds).
 type apiserverLoad struct {
-	cpu      float64
-	requests requestCounts
+	cpu        float64
+	requests   requestCounts
+	candidates float64
+}
+
+// candidatesCPU is the CPU time, in seconds, the group's candidate processes but except have used.
+func (g *group) candidatesCPU(except string) float64 {
+	var sum float64
+	for name, c := range g.cands {
+		if name == except {
+			continue
+		}
+		if st, err := readProcStat(c.proc.Pid()); err == nil {
+			sum += st.CPUSeconds
+		}
+	}
+	return sum
 }
 
 func readAPIServerLoad(ctx context.Context, cp *harness.ControlPlane) (apiserverLoad, error) {
