@@ -76,10 +76,10 @@ func TestSpreadHoldsTheHerdNearOne(t *testing.T) {
 	}
 }
 
-// herdModel plays failovers failovers of n candidates (n−1 followers, all proven) with AcquireSpread at its
-// default, and returns how many followers lost the race in each. The model API server shows a write 10 ms
-// after it is sent, plus 1.5 ms for each write sent alongside it (half of them queued ahead), and answers a
-// refused write as late as the last of them.
+// herdModel plays the given number of failovers of n candidates (n−1 followers, all proven) with
+// AcquireSpread at its default, and returns how many followers lost the race in each. The model API server
+// shows a write 10 ms after it is sent, plus 1.5 ms for each write sent alongside it (half of them queued
+// ahead), and answers a refused write as late as the last of them.
 func herdModel(n, failovers int) []int {
 	const (
 		latency = 10 * time.Millisecond
