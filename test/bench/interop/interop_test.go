@@ -1,6 +1,8 @@
 package interop
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -9,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/lifelock/lifelock/pkg/lifelock"
 	"github.com/lifelock/lifelock/test/harness/witness"
@@ -190,7 +193,8 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 	It("operator-lib deletes the lifelock leader's Pod and lock; the lifelock leader fences itself and exits", func(ctx SpecContext) {
 		// Whether the leader stops before operator-lib's first act is a race between its RenewDeadline
 		// (500 ms) and operator-lib's backoff (1-1.2 s): on a loaded machine it can lose. The spec asserts
-		// what lifelock does (it fences itself, records LostLock and exits) and measures the margin.
+		// what lifelock does (it fences itself and exits with the loss; its LostLock Event is reported) and
+		// measures the margin.
 		s.outsideGuarantee = "operator-lib's NotReady-node policy deletes a live leader's lock"
 		lead := s.start(ctx, "life-0", life)
 		s.expectLeader(ctx, lead, 60*time.Second)
@@ -215,8 +219,22 @@ var _ = Describe("operator-lib and a lifelock leader on a NotReady Node", func()
 
 		Eventually(lead.proc.Done()).WithTimeout(30*time.Second).Should(BeClosed(), "the lifelock leader exits: leader election lost")
 		Expect(lead.proc.ExitCode()).NotTo(Equal(0))
-		Eventually(ctx, func() ([]string, error) { return cp.EventReasons(ctx, s.ns, "Pod", lead.name) }).
-			WithTimeout(30 * time.Second).Should(ContainElement(lifelock.ReasonLostLock))
+		Expect(lead.proc.Output()).To(ContainSubstring("leader election lost: the lock's watches showed the loss"),
+			"the manager's Start returned lifelock's loss, not another error")
+		Expect(lead.proc.Output()).To(ContainSubstring(lifelock.ErrLockLost.Error()))
+		// The LostLock Event is reported, not required here: an exiting lost leader waits for its Event writes
+		// only 50 ms (500 ms once its work has stopped), because the exit is what fences work that ignores its
+		// context, and in 2 of 5 CI runs operator-lib's deletion came within 150 ms of the acquisition and the
+		// write had not landed by the exit. The e2e suite (events_test.go) requires LostLock where the process
+		// stays up.
+		var reasons []string
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+			r, err := cp.EventReasons(ctx, s.ns, "Pod", lead.name)
+			reasons = r
+			return slices.Contains(r, lifelock.ReasonLostLock), err
+		})
+		Expect(err == nil || wait.Interrupted(err)).To(BeTrue(), "reading the lost leader's Events: %v", err)
+		measure("NotReady node: the lost leader's Events on its Pod", reasons)
 
 		s.expectLeader(ctx, op, 60*time.Second)
 		leadSpans, opSpans := s.spansOf(lead.name), s.spansOf(op.name)
