@@ -81,6 +81,15 @@ func New(ctx context.Context, cfg *rest.Config, name string, opts Options) (*Loc
 	if cfg == nil {
 		return nil, errors.New("creating lock: the rest.Config is nil")
 	}
+	client, err := kubernetes.NewForConfig(clientConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("creating lock %s: %w", name, err)
+	}
+	return NewForClient(ctx, client, name, opts)
+}
+
+// clientConfig is the copy of cfg that New's client uses: lifelock's user agent, protobuf, and no gzip.
+func clientConfig(cfg *rest.Config) *rest.Config {
 	cfg = rest.AddUserAgent(rest.CopyConfig(cfg), "lifelock")
 	// Protobuf, as Kubernetes' own components use for built-in types: every candidate decodes each change
 	// of the lock and of its holder's Pod, and with many candidates that decoding is what a failover waits on.
@@ -90,14 +99,11 @@ func New(ctx context.Context, cfg *rest.Config, name string, opts Options) (*Loc
 	// which costs it a compressor per watcher and every candidate a decompressor reset per event, for
 	// objects of a few hundred bytes. At N = 100 that was a tenth of the candidates' CPU in a failover.
 	cfg.DisableCompression = true
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating lock %s: %w", name, err)
-	}
-	return NewForClient(ctx, client, name, opts)
+	return cfg
 }
 
-// NewForClient is New with a ready clientset.
+// NewForClient is New with a ready clientset, used as it is (New's own client speaks protobuf and asks for
+// uncompressed responses, which matters when many candidates watch one lock).
 func NewForClient(ctx context.Context, client kubernetes.Interface, name string, opts Options) (*Lock, error) {
 	if err := validateLockName(name); err != nil {
 		return nil, err
