@@ -1,7 +1,6 @@
 package lifelock
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,7 +32,7 @@ func TestClientConfigAsksForProtobufUncompressed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = client.CoreV1().Pods("ns").Get(context.Background(), "p", metav1.GetOptions{})
+	_, _ = client.CoreV1().Pods("ns").Get(t.Context(), "p", metav1.GetOptions{})
 
 	if user.DisableCompression || user.ContentType != "" || user.UserAgent != "operator/1" {
 		t.Errorf("the caller's rest.Config changed: %+v", user)
