@@ -28,6 +28,7 @@ type config struct {
 	// rounds, in parallel groups (each its own lock with N candidates), as far as maxProcs allows.
 	maxRounds int
 	trace     bool       // print each life failover's timeline
+	profile   string     // a directory for CPU profiles of the candidates and kube-apiserver (profile.go); empty: none
 	cost      costConfig // the cluster-scale cost scenario (cost.go); no locks: not run
 }
 
@@ -151,6 +152,17 @@ func (b *bench) run(ctx context.Context, i impl, n int) (*result, error) {
 		}
 	}
 	start := time.Now()
+	profiled := make(chan error, 1)
+	if b.cfg.profile != "" {
+		pctx, stopProfile := context.WithCancel(ctx)
+		go func() { profiled <- profileAPIServer(pctx, b.cp, b.cfg.profile) }()
+		defer func() {
+			stopProfile()
+			if err := <-profiled; err != nil {
+				b.logf("%v", err)
+			}
+		}()
+	}
 	for len(jobs) > 0 {
 		round := jobs[:min(len(groups), len(jobs))]
 		jobs = jobs[len(round):]
@@ -173,6 +185,15 @@ func (b *bench) run(ctx context.Context, i impl, n int) (*result, error) {
 	}
 	b.logf("%s N=%d: %d failovers in %d lock(s), %s; p50 crash %s, hand-off %s", i, n, len(allScenarios)*b.cfg.reps, len(groups), time.Since(start).Round(time.Second),
 		percentile(latencies(res.Failovers[crash]), 0.5), percentile(latencies(res.Failovers[handoff]), 0.5))
+	if b.cfg.profile != "" {
+		end := time.Now()
+		// The candidates' slices that cover the last failovers end within one slice; then they are killed.
+		if err := sleep(ctx, profileSlice+time.Second); err != nil {
+			return nil, err
+		}
+		b.logf("%s N=%d: CPU profiles over these failovers (and up to %s either side):\n  candidates:     %s\n  kube-apiserver: %s",
+			i, n, profileSlice, profileCommand(b.cfg.profile, "candidates", start, end), profileCommand(b.cfg.profile, "kube-apiserver", start, end))
+	}
 	return res, nil
 }
 

@@ -104,7 +104,11 @@ func (g *group) add(ctx context.Context, n int) error {
 			return err
 		}
 		env := append(os.Environ(), "KUBECONFIG="+g.b.cp.Kubeconfig, witness.DirEnv+"="+g.witnessDir)
-		proc, err := g.b.cp.StartContainer(ctx, pod, env, g.b.candidateBin, append([]string{"-impl=" + string(g.impl), "-lock=" + g.lock}, g.args...)...)
+		args := append([]string{"-impl=" + string(g.impl), "-lock=" + g.lock}, g.args...)
+		if g.b.cfg.profile != "" {
+			args = append(args, "-cpu-profile-dir="+g.b.cfg.profile, "-cpu-profile-slice="+profileSlice.String())
+		}
+		proc, err := g.b.cp.StartContainer(ctx, pod, env, g.b.candidateBin, args...)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,6 +37,7 @@ func main() {
 	reps := flag.Int("reps", 0, "failovers per scenario instead of the default")
 	noCost := flag.Bool("no-cost", false, "skip the cluster-scale cost scenario")
 	trace := flag.Bool("trace", false, "print, for each life failover, when the lock changed and when the next leader acted, relative to the delete request")
+	profile := flag.String("profile", "", "a directory to write CPU profiles of every candidate and of kube-apiserver into, in 5 s slices; after each group of failovers the bench prints the commands that merge the slices covering them")
 	costWindow := flag.Duration("cost-window", 0, "idle window of the cost scenario, per implementation and for the baseline (default 60s, or 10s with -quick)")
 	flag.Parse()
 	cfg := config{ns: []int{3, 10, 100}, impls: allImpls, reps: 30, window: 30 * time.Second, maxProcs: 500, maxRounds: 4,
@@ -80,7 +82,18 @@ func main() {
 		cfg.cost.locks = 0
 	}
 	cfg.trace = *trace
-	if *nsFlag != "" || *implsFlag != "" || *reps > 0 || *noCost {
+	if *profile != "" {
+		dir, err := filepath.Abs(*profile)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -profile=%s: %v\n", *profile, err)
+			os.Exit(2)
+		}
+		cfg.profile = dir
+	}
+	if *nsFlag != "" || *implsFlag != "" || *reps > 0 || *noCost || *profile != "" {
 		how = "`go run ./test/bench " + strings.Join(os.Args[1:], " ") + "`"
 	}
 	if *costOnly {

@@ -140,9 +140,12 @@ func (rn *run) markdown() string {
 func (rn *run) electionMarkdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("Measured %s on %s by `make bench`%s: %d failovers per scenario, steady-state window %s. The run took %s.\n\n",
-		rn.Started.UTC().Format("2006-01-02 15:04 UTC"), rn.Machine, map[bool]string{true: " QUICK=1", false: ""}[rn.Cfg.reps < 30],
-		rn.Cfg.reps, rn.Cfg.window, rn.Took.Round(time.Second))
+	how := rn.How
+	if how == "" {
+		how = "`make bench`"
+	}
+	p("Measured %s on %s by %s: %d failovers per scenario, steady-state window %s. The run took %s.\n\n",
+		rn.Started.UTC().Format("2006-01-02 15:04 UTC"), rn.Machine, how, rn.Cfg.reps, rn.Cfg.window, rn.Took.Round(time.Second))
 	p("| N | per lock | %s | %s | %s | lease / life | oplib / life |\n|---:|---|---:|---:|---:|---:|---:|\n", life, lease, oplib)
 	for _, n := range rn.Cfg.ns {
 		rows := []struct {

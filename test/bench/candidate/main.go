@@ -16,6 +16,10 @@
 // -witness-period sets the interval of the leader's witness heartbeats (default 5 ms, what the failover
 // timings need); the cost scenario, with a hundred idle leaders, sets 1 s.
 //
+// -cpu-profile-dir makes it write its CPU profile into that directory in slices of -cpu-profile-slice
+// (the benchmark kills its candidates, so a profile must end while the process runs), each file named by
+// the lock, the Pod and the slice's start (bench -profile).
+//
 // The benchmark runs it as the container of a Pod (harness.StartPodProcess).
 package main
 
@@ -24,6 +28,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/operator-framework/operator-lib/leader"
@@ -43,7 +49,15 @@ func main() {
 	lock := flag.String("lock", "", "name of the lock object")
 	kind := flag.String("kind", "", "with -impl=life, the lock's kind: lease (the default) or configmap (operator-lib's format)")
 	beat := flag.Duration("witness-period", witness.Period, "interval between the leader's witness heartbeats")
+	profDir := flag.String("cpu-profile-dir", "", "a directory to write CPU profiles into, in slices")
+	profSlice := flag.Duration("cpu-profile-slice", 5*time.Second, "the length of each CPU profile slice")
 	flag.Parse()
+	if *profDir != "" {
+		if err := profileSlices(*profDir, *lock, *profSlice); err != nil {
+			fmt.Fprintf(os.Stderr, "candidate: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	ctrl.SetLogger(zap.New(func(o *zap.Options) { o.TimeEncoder = zapcore.RFC3339NanoTimeEncoder }))
 	if err := run(ctrl.SetupSignalHandler(), *impl, *lock, lifelock.Kind(*kind), *beat); err != nil {
 		fmt.Fprintf(os.Stderr, "candidate: %v\n", err)
@@ -97,4 +111,39 @@ func run(ctx context.Context, impl, lock string, kind lifelock.Kind, beat time.D
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// profileSlices starts writing this process's CPU profile into dir, a file per slice, until it exits.
+func profileSlices(dir, lock string, slice time.Duration) error {
+	host, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	next := func() (*os.File, error) {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%d.pprof", lock, host, time.Now().UnixNano())))
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	f, err := next()
+	if err != nil {
+		return fmt.Errorf("-cpu-profile-dir: %w", err)
+	}
+	go func() {
+		for {
+			time.Sleep(slice)
+			pprof.StopCPUProfile()
+			_ = f.Close()
+			if f, err = next(); err != nil {
+				fmt.Fprintf(os.Stderr, "candidate: -cpu-profile-dir: %v; profiling stops\n", err)
+				return
+			}
+		}
+	}()
+	return nil
 }
