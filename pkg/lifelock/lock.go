@@ -178,6 +178,11 @@ func (l *Lock) start() {
 // acting at once, not wait on the API server. It does not release the lock: a held lock stays held until
 // this Pod is gone (or the elector released it on cancel). Safe to call more than once. A leader that
 // closes its lock can no longer see a loss: close it only once the leader's work has stopped.
+//
+// The watches' goroutines end shortly after Close returns. The HTTP/2 connection of New's client stays in
+// client-go's transport cache, as any client-go connection does: one per distinct TLS and transport setup,
+// shared by every Lock built from one rest.Config, closed after 90 s idle (a goroutine-leak check must take
+// its snapshot after a first New).
 func (l *Lock) Close() {
 	l.start()
 	l.stop()
